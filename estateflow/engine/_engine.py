@@ -1,0 +1,378 @@
+"""The public Engine: open cases, fire triggers, read the register.
+
+Every writing method is one database transaction: the case row, its history row, its clock
+and timer changes and its outbox messages commit together or not at all, and a refused call
+raises a specific :class:`EstateflowError` having written nothing. Hooks registered with
+:meth:`Engine.on` run only after the commit, so they never see data that could still roll back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ._db import check_schema, connect, describe_url, normalise_url, upgrade_schema
+from ._directory import Directory
+from ._errors import (ActionError, ActorNotFound, ConflictError, EstateflowError, RoleNotAllowed)
+from ._fields import from_json
+from ._registry import WorkflowRegistry, default_workflow_dir
+from ._schema import delegations
+from ._steps import Steps
+from ._store import CaseStore, row_to_case
+from ._types import SYSTEM, Actor, Attachment, Case, Delegation, Event, Link
+
+__all__ = ["Engine", "HOOK_EVENTS"]
+
+log = logging.getLogger(__name__)
+HOOK_EVENTS = ("opened", "transition", "warning", "breach", "escalation", "closed")
+ActionFn = Callable[["ActionContext"], Mapping[str, Any] | None]
+
+
+class ActionContext:
+    """What a registered action sees: the case before the step, the proposed data, who, when."""
+
+    def __init__(self, case: Case | None, data: dict[str, Any], trigger: str | None,
+                 actor: Actor, now: datetime, workflow: str) -> None:
+        self.case = case
+        self.data = data
+        self.trigger = trigger
+        self.actor = actor
+        self.now = now
+        self.workflow = workflow
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Engine:
+    """The embedding API.
+
+    ``Engine("sqlite:///estateflow.db")`` opens an existing database with the shipped
+    workflows; ``create=True`` creates or migrates the schema first (only then). ``workflows``
+    is a directory or file (or a list of them) of workflow YAML. Every method that records or
+    reads time takes ``now=`` (aware datetime) so time rules can be tested on a virtual clock.
+    """
+
+    def __init__(self, url: str = "sqlite:///estateflow.db", workflows: str | Path | Iterable[str | Path] | None = None,
+                 *, create: bool = False, directory: Directory | None = None,
+                 actions: Mapping[str, ActionFn] | None = None, calendars: Any = None,
+                 attachments_dir: str | Path | None = None, sqlite_synchronous: str = "NORMAL",
+                 config: Any = None) -> None:
+        self.url = normalise_url(url)
+        self.db = connect(self.url, sqlite_synchronous=sqlite_synchronous)
+        self._read_db = self.db.execution_options(estateflow_readonly=True)
+        if create:
+            upgrade_schema(self.db)
+        else:
+            check_schema(self.db)
+        log.info("estateflow using %s", describe_url(self.url))
+        self.store = CaseStore(self.db.dialect.name)
+        self.directory = directory
+        self.attachments_dir = Path(attachments_dir) if attachments_dir else None
+        self._actions: dict[str, ActionFn] = dict(_entry_point_actions())
+        self._actions.update(actions or {})
+        self._hooks: dict[str, list[Callable[..., None]]] = {name: [] for name in HOOK_EVENTS}
+        if workflows is None:
+            locations = [default_workflow_dir()]
+        elif isinstance(workflows, (str, Path)):
+            locations = [workflows]
+        else:
+            locations = list(workflows)
+        self._locations = [Path(p) for p in locations]
+        self.registry: WorkflowRegistry | None = None
+        self.calendars = calendars
+        self.config = config
+        self.steps = Steps(self)
+        self.clock_rules: Any = None
+        self.notices: Any = None
+
+    # -- set-up ---------------------------------------------------------------------------
+    def register_action(self, name: str, fn: ActionFn) -> None:
+        """Make ``fn`` available to YAML ``actions:``/``on_enter:`` under ``name``."""
+        if not callable(fn):
+            raise TypeError(f"action {name!r} must be callable")
+        self._actions[name] = fn
+        if self.registry is not None:
+            self.registry.actions = set(self._actions)
+
+    def on(self, event: str, fn: Callable[..., None]) -> None:
+        """Call ``fn(case, event)`` after a commit that opened, moved, warned, breached,
+        escalated or closed a case."""
+        if event not in self._hooks:
+            raise ValueError(f"unknown hook event {event!r}; one of {', '.join(HOOK_EVENTS)}")
+        self._hooks[event].append(fn)
+
+    def load(self, now: datetime | None = None) -> list[str]:
+        """Validate and record the workflow files (done lazily on first use); returns warnings."""
+        registry = WorkflowRegistry(actions=set(self._actions))
+        registry.load_paths(self._locations)
+        with self.db.begin() as conn:
+            warnings = registry.sync(conn, now or utcnow())
+        self.registry = registry
+        return warnings
+
+    def reload(self, now: datetime | None = None) -> list[str]:
+        """Re-read the workflow files; on error the previous revisions stay in use."""
+        return self.load(now)
+
+    def workflows(self) -> WorkflowRegistry:
+        if self.registry is None:
+            self.load()
+        assert self.registry is not None
+        return self.registry
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def calendar_zone(self, spec: Any) -> str:
+        """The time zone case numbers and local dates use (the workflow calendar's zone)."""
+        if self.calendars is not None and hasattr(self.calendars, "zone_of"):
+            return self.calendars.zone_of(spec.calendar)
+        return "Asia/Shanghai"
+
+    # -- actors ---------------------------------------------------------------------------
+    def resolve_actor(self, actor: Actor | str) -> Actor:
+        if isinstance(actor, Actor):
+            return actor
+        if actor == "system":
+            return SYSTEM
+        if self.directory is None:
+            return Actor(str(actor))
+        found = self.directory.get(str(actor))
+        if found is None:
+            raise ActorNotFound(str(actor))
+        return found
+
+    def delegate(self, deputy: str, principal: str, *, starts_at: datetime, ends_at: datetime,
+                 actor: Actor | str, now: datetime | None = None) -> Delegation:
+        """Let ``deputy`` act for ``principal`` (e.g. an absent manager) in [starts_at, ends_at)."""
+        who = self.resolve_actor(actor)
+        if ends_at <= starts_at:
+            raise ValueError("a delegation must end after it starts")
+        now = now or utcnow()
+        with self.db.begin() as conn:
+            new_id = conn.execute(delegations.insert().values(
+                deputy=deputy, principal=principal, starts_at=starts_at, ends_at=ends_at,
+                created_by=who.id, created_at=now).returning(delegations.c.id)).scalar_one()
+        return Delegation(new_id, deputy, principal, starts_at, ends_at, who.id)
+
+    def principals_for(self, conn: sa.Connection, deputy: str, now: datetime) -> list[Actor]:
+        rows = conn.execute(sa.select(delegations.c.principal).where(
+            delegations.c.deputy == deputy, delegations.c.starts_at <= now,
+            delegations.c.ends_at > now, delegations.c.revoked.is_(False))).scalars().all()
+        result = []
+        for principal in rows:
+            try:
+                result.append(self.resolve_actor(principal))
+            except ActorNotFound:
+                log.warning("delegation to unknown principal %r ignored", principal)
+        return result
+
+    # -- writing API (delegated to Steps, one transaction each) ---------------------------
+    def open(self, workflow: str, data: Mapping[str, Any] | None = None, *, actor: Actor | str,
+             now: datetime | None = None, received_at: datetime | None = None,
+             number: str | None = None) -> Case:
+        """Register a new case on the newest revision of ``workflow``."""
+        return self._run(lambda conn, now_: self.steps.open(
+            conn, workflow, dict(data or {}), self.resolve_actor(actor), now_, received_at, number), now)
+
+    def fire(self, case_id: int | str, trigger: str, *, actor: Actor | str,
+             data: Mapping[str, Any] | None = None, now: datetime | None = None,
+             expected_version: int | None = None) -> Case:
+        """Move a case by ``trigger``; raises a TransitionError subclass and writes nothing if refused."""
+        return self._run(lambda conn, now_: self.steps.fire(
+            conn, case_id, trigger, self.resolve_actor(actor), dict(data or {}), now_,
+            expected_version), now)
+
+    def reassign(self, case_id: int | str, *, assignee: str | None = None, department: str | None = None,
+                 actor: Actor | str, reason: str = "", now: datetime | None = None,
+                 expected_version: int | None = None) -> Case:
+        """转单: hand the case to another person and/or department (restarts that department's clocks)."""
+        return self._run(lambda conn, now_: self.steps.reassign(
+            conn, case_id, assignee, department, self.resolve_actor(actor), reason, now_,
+            expected_version), now)
+
+    def note(self, case_id: int | str, text: str, *, actor: Actor | str, now: datetime | None = None) -> Event:
+        """A progress note: history without a state change."""
+        return self._run(lambda conn, now_: self.steps.note(
+            conn, case_id, text, self.resolve_actor(actor), now_), now)
+
+    def void(self, case_id: int | str, reason: str, *, actor: Actor | str, now: datetime | None = None) -> Case:
+        """Void a case (duplicate, mistaken entry): stops every clock, cancels its timers."""
+        return self._run(lambda conn, now_: self.steps.void(
+            conn, case_id, reason, self.resolve_actor(actor), now_), now)
+
+    def force_state(self, case_id: int | str, state: str, *, actor: Actor | str, reason: str,
+                    now: datetime | None = None) -> Case:
+        """Audited admin override of a case's state (needs role ``admin``; runs no actions)."""
+        return self._run(lambda conn, now_: self.steps.force_state(
+            conn, case_id, state, self.resolve_actor(actor), reason, now_), now)
+
+    def link(self, case_id: int | str, other_id: int | str, kind: str = "related_to", *,
+             actor: Actor | str, now: datetime | None = None) -> Link:
+        """Link two cases: ``duplicate_of`` (worked once, via the other) or ``related_to``."""
+        return self._run(lambda conn, now_: self.steps.link(
+            conn, case_id, other_id, kind, self.resolve_actor(actor), now_), now)
+
+    def attach(self, case_id: int | str, name: str, *, actor: Actor | str, media_type: str = "application/octet-stream",
+               content: bytes | None = None, uri: str | None = None, sha256: str | None = None,
+               event_id: int | None = None, now: datetime | None = None) -> Attachment:
+        """Record a photo, signed sheet or signature: by ``uri`` or as ``content`` kept in
+        ``attachments_dir``. Either way the sha256 is stored so tampering can be detected."""
+        stored_uri, digest, size = self._store_attachment(name, content, uri, sha256)
+        return self._run(lambda conn, now_: self.steps.attach(
+            conn, case_id, name, media_type, stored_uri, digest, size, event_id,
+            self.resolve_actor(actor), now_), now)
+
+    def _store_attachment(self, name: str, content: bytes | None, uri: str | None,
+                          sha256: str | None) -> tuple[str, str, int | None]:
+        if (content is None) == (uri is None):
+            raise ValueError("attach needs exactly one of content= or uri=")
+        if content is None:
+            if not sha256 or len(sha256) != 64:
+                raise ValueError("an attachment given by uri needs its sha256 (64 hex digits)")
+            return str(uri), sha256.lower(), None
+        if self.attachments_dir is None:
+            raise ValueError("attach(content=...) needs Engine(attachments_dir=...)")
+        digest = hashlib.sha256(content).hexdigest()
+        if sha256 and sha256.lower() != digest:
+            raise ValueError(f"attachment {name!r}: sha256 mismatch (given {sha256}, content {digest})")
+        target = self.attachments_dir / digest[:2] / digest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(content)
+            shutil.move(str(tmp), str(target))
+        return target.resolve().as_uri(), digest, len(content)
+
+    # -- reading API ----------------------------------------------------------------------
+    def get(self, case_id: int | str, *, actor: Actor | str | None = None) -> Case:
+        """A case by id or number; with ``actor``, scoped to its communities and masked."""
+        with self._read_db.connect() as conn:
+            row = self.store.load(conn, case_id)
+            case = self._case(conn, row)
+        return self.steps.view(case, self.resolve_actor(actor) if actor else None)
+
+    def find(self, *, workflow: str | None = None, state: str | Iterable[str] | None = None,
+             community: str | None = None, building: str | None = None, unit: str | None = None,
+             assignee: str | None = None, department: str | None = None, category: str | None = None,
+             text: str | None = None, open: bool | None = None, overdue: bool = False,
+             due_before: datetime | None = None, limit: int = 50, offset: int = 0,
+             actor: Actor | str | None = None, now: datetime | None = None) -> list[Case]:
+        """Search the register; ``text`` matches number, customer name/phone and unit."""
+        if limit < 1 or limit > 10_000 or offset < 0:
+            raise ValueError("limit must be 1..10000 and offset >= 0")
+        who = self.resolve_actor(actor) if actor else None
+        filters = {"workflow": workflow, "state": list(state) if isinstance(state, (list, tuple, set)) else state,
+                   "community": community, "building": building, "unit": unit, "assignee": assignee,
+                   "department": department, "category": category}
+        with self._read_db.connect() as conn:
+            rows = self.store.find(conn, filters=filters, text=text,
+                                   communities=who.communities if who and who.communities else None,
+                                   overdue_at=(now or utcnow()) if overdue else None,
+                                   due_before=due_before, open_only=open, limit=limit, offset=offset)
+            return [self.steps.view(self._case(conn, r), who) for r in rows]
+
+    def history(self, case_id: int | str, *, actor: Actor | str | None = None) -> list[Event]:
+        """Every event of a case in order: who, when, what changed."""
+        with self._read_db.connect() as conn:
+            row = self.store.load(conn, case_id)
+            if actor is not None:
+                self.steps.view(self._case(conn, row), self.resolve_actor(actor))
+            return self.store.events(conn, row.id)
+
+    def links(self, case_id: int | str) -> list[Link]:
+        with self._read_db.connect() as conn:
+            return self.store.links(conn, self.store.load(conn, case_id).id)
+
+    def attachments(self, case_id: int | str) -> list[Attachment]:
+        with self._read_db.connect() as conn:
+            return self.store.attachments(conn, self.store.load(conn, case_id).id)
+
+    def available_triggers(self, case_id: int | str, actor: Actor | str) -> list[str]:
+        """Triggers this actor could fire now (roles, community and conditions checked)."""
+        with self._read_db.connect() as conn:
+            return self.steps.available(conn, self.store.load(conn, case_id),
+                                        self.resolve_actor(actor), utcnow())
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _case(self, conn: sa.Connection, row: Any) -> Case:
+        spec = self.workflows().get(conn, row.workflow, row.revision).spec
+        return row_to_case(row, from_json(spec.fields, row.data))
+
+    def _run(self, step: Callable[[sa.Connection, datetime], Any], now: datetime | None) -> Any:
+        now = _aware(now) if now is not None else utcnow()
+        self.workflows()
+        after: list[tuple[str, Any, Any]] = []
+        with self.db.begin() as conn:
+            conn.info["estateflow_after"] = after
+            try:
+                result = step(conn, now)
+            finally:
+                conn.info.pop("estateflow_after", None)
+        self._emit(after)
+        return result
+
+    def _emit(self, after: list[tuple[str, Any, Any]]) -> None:
+        for event, case, detail in after:
+            for fn in self._hooks.get(event, []):
+                try:
+                    fn(case, detail)
+                except Exception:  # a hook must not undo a committed step
+                    log.exception("hook %r for %s failed", fn, event)
+
+    def call_action(self, name: str, ctx: ActionContext) -> Mapping[str, Any] | None:
+        fn = self._actions.get(name)
+        if fn is None:
+            raise ActionError(name, LookupError("no such action registered"))
+        try:
+            return fn(ctx)
+        except EstateflowError:
+            raise
+        except Exception as exc:
+            raise ActionError(name, exc) from exc
+
+    def check_roles_or_delegation(self, conn: sa.Connection, actor: Actor, allowed: Callable[[Actor], bool],
+                                  what: str, needed: Iterable[str], now: datetime) -> str | None:
+        """Returns the principal's id when acting under a delegation, None when acting as oneself."""
+        if allowed(actor):
+            return None
+        for principal in self.principals_for(conn, actor.id, now):
+            if allowed(principal):
+                return principal.id
+        raise RoleNotAllowed(actor.id, what, needed)
+
+    def conflict(self, case: str, expected: int, actual: int | None) -> ConflictError:
+        return ConflictError(case, expected, actual)
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError(f"now={now!r} is naive; pass a timezone-aware datetime")
+    return now
+
+
+def _entry_point_actions() -> dict[str, ActionFn]:
+    from importlib.metadata import entry_points
+
+    found: dict[str, ActionFn] = {}
+    for ep in entry_points(group="estateflow.actions"):
+        try:
+            found[ep.name] = ep.load()
+        except Exception:  # a broken plugin must be visible, not fatal to unrelated workflows
+            log.exception("cannot load estateflow.actions entry point %s", ep.name)
+    return found

@@ -1,0 +1,139 @@
+"""Rows in and out: the small set of statements the hot path runs, and the read queries.
+
+The store knows tables, not YAML: it is handed plain values by the engine and gives back
+frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from ._errors import CaseNotFound
+from ._schema import attachments, case_events, case_links, cases, sequences, sla_clocks
+from ._types import Attachment, Case, Event, Link
+
+__all__ = ["CaseStore"]
+
+INDEXED = ("community", "building", "unit", "category", "department", "assignee")
+
+
+def row_to_case(row: Any, data: Mapping[str, Any] | None = None) -> Case:
+    return Case(
+        id=row.id, number=row.number, workflow=row.workflow, revision=row.revision, state=row.state,
+        community=row.community, building=row.building, unit=row.unit, category=row.category,
+        department=row.department, assignee=row.assignee, priority=row.priority, major=row.major,
+        data=dict(row.data if data is None else data), received_at=row.received_at,
+        created_at=row.created_at, updated_at=row.updated_at, closed_at=row.closed_at,
+        voided=row.voided, version=row.row_version,
+    )
+
+
+def row_to_event(row: Any) -> Event:
+    return Event(row.id, row.case_id, row.kind, row.trigger, row.from_state, row.to_state,
+                 row.actor, row.on_behalf_of, dict(row.data), row.at)
+
+
+class CaseStore:
+    """Statements on cases, events, links, attachments and number sequences."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+
+    # -- reads --------------------------------------------------------------------------
+    def load(self, conn: sa.Connection, key: int | str, *, for_update: bool = False) -> Any:
+        query = sa.select(cases)
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            query = query.where(cases.c.id == int(key))
+        else:
+            query = query.where(cases.c.number == str(key))
+        if for_update and self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise CaseNotFound(key)
+        return row
+
+    def events(self, conn: sa.Connection, case_id: int) -> list[Event]:
+        rows = conn.execute(sa.select(case_events).where(case_events.c.case_id == case_id)
+                            .order_by(case_events.c.id)).all()
+        return [row_to_event(r) for r in rows]
+
+    def links(self, conn: sa.Connection, case_id: int) -> list[Link]:
+        rows = conn.execute(sa.select(case_links).where(
+            sa.or_(case_links.c.case_id == case_id, case_links.c.other_id == case_id))
+            .order_by(case_links.c.id)).all()
+        return [Link(r.case_id, r.other_id, r.kind, r.actor, r.at) for r in rows]
+
+    def attachments(self, conn: sa.Connection, case_id: int) -> list[Attachment]:
+        rows = conn.execute(sa.select(attachments).where(attachments.c.case_id == case_id)
+                            .order_by(attachments.c.id)).all()
+        return [Attachment(r.id, r.case_id, r.event_id, r.name, r.media_type, r.sha256, r.size,
+                           r.uri, r.actor, r.at) for r in rows]
+
+    def find(self, conn: sa.Connection, *, filters: Mapping[str, Any], text: str | None,
+             communities: Iterable[str] | None, overdue_at: datetime | None,
+             due_before: datetime | None, open_only: bool | None, limit: int, offset: int) -> list[Any]:
+        query = sa.select(cases)
+        for name, value in filters.items():
+            if value is None:
+                continue
+            column = cases.c[name]
+            query = query.where(column.in_(value) if isinstance(value, (list, tuple, set)) else column == value)
+        if communities is not None:
+            query = query.where(cases.c.community.in_(list(communities)))
+        if text:
+            query = query.where(cases.c.search_text.contains(text.strip().lower(), autoescape=True))
+        if open_only is True:
+            query = query.where(cases.c.closed_at.is_(None), cases.c.voided.is_(False))
+        elif open_only is False:
+            query = query.where(sa.or_(cases.c.closed_at.is_not(None), cases.c.voided.is_(True)))
+        if overdue_at is not None or due_before is not None:
+            running = sa.select(sla_clocks.c.case_id).where(sla_clocks.c.status == "running")
+            if overdue_at is not None:
+                running = running.where(sla_clocks.c.due_at <= overdue_at)
+            if due_before is not None:
+                running = running.where(sla_clocks.c.due_at <= due_before)
+            query = query.where(cases.c.id.in_(running))
+        query = query.order_by(cases.c.id).limit(limit).offset(offset)
+        return conn.execute(query).all()
+
+    # -- writes -------------------------------------------------------------------------
+    def next_number(self, conn: sa.Connection, key: str) -> int:
+        """Atomically bump the counter for ``key`` (locked until the transaction ends)."""
+        stmt = sa.text(
+            "INSERT INTO sequences (key, value) VALUES (:key, 1) "
+            "ON CONFLICT (key) DO UPDATE SET value = sequences.value + 1 RETURNING value"
+        )
+        return conn.execute(stmt, {"key": key}).scalar_one()
+
+    def bump_number_past(self, conn: sa.Connection, key: str, value: int) -> None:
+        current = conn.execute(sa.select(sequences.c.value).where(sequences.c.key == key)).scalar()
+        if current is None:
+            conn.execute(sequences.insert().values(key=key, value=value))
+        elif current < value:
+            conn.execute(sequences.update().where(sequences.c.key == key).values(value=value))
+
+    def insert_case(self, conn: sa.Connection, values: Mapping[str, Any]) -> int:
+        return conn.execute(cases.insert().values(**values).returning(cases.c.id)).scalar_one()
+
+    def update_case(self, conn: sa.Connection, case_id: int, version: int, values: Mapping[str, Any]) -> bool:
+        result = conn.execute(cases.update()
+                              .where(cases.c.id == case_id, cases.c.row_version == version)
+                              .values(row_version=version + 1, **values))
+        return result.rowcount == 1
+
+    def add_event(self, conn: sa.Connection, **values: Any) -> int:
+        values.setdefault("data", {})
+        return conn.execute(case_events.insert().values(**values).returning(case_events.c.id)).scalar_one()
+
+    def add_link(self, conn: sa.Connection, case_id: int, other_id: int, kind: str, actor: str,
+                 at: datetime) -> None:
+        conn.execute(case_links.insert().values(case_id=case_id, other_id=other_id, kind=kind,
+                                                actor=actor, at=at))
+
+    def add_attachment(self, conn: sa.Connection, **values: Any) -> int:
+        return conn.execute(attachments.insert().values(**values).returning(attachments.c.id)).scalar_one()
