@@ -1,6 +1,33 @@
-"""The engine: workflow specs, calendar, state machine, storage, clocks and timers."""
+"""The engine: workflow specs, calendar, state machine, storage, clocks and timers.
 
+Implementation lives in private modules; this package re-exports the public names.
+"""
+
+from ._directory import Directory, StaticDirectory, YamlDirectory
+from ._engine import HOOK_EVENTS, ActionContext, Engine
 from ._errors import *  # noqa: F403
 from ._errors import __all__ as _errors_all
+from ._spec import WorkflowSpec
+from ._types import SYSTEM, Actor, Attachment, Case, ClockStatus, Delegation, Event, Link
+from ._validate import load_workflow, load_workflow_file
 
-__all__ = [*_errors_all]
+__all__ = [
+    *_errors_all,
+    "HOOK_EVENTS",
+    "SYSTEM",
+    "ActionContext",
+    "Actor",
+    "Attachment",
+    "Case",
+    "ClockStatus",
+    "Delegation",
+    "Directory",
+    "Engine",
+    "Event",
+    "Link",
+    "StaticDirectory",
+    "WorkflowSpec",
+    "YamlDirectory",
+    "load_workflow",
+    "load_workflow_file",
+]

@@ -12,6 +12,7 @@ prose, which keeps messages consistent and makes them testable.
     ├── ConfigError (ValueError)           invalid estateflow.yaml; same shape as WorkflowError
     ├── ExpressionError (ValueError)       a condition/template that does not compile or render
     ├── NoticeParseError (ValueError)      a holiday notice line that cannot be read
+    ├── DurationError (ValueError)         duration text such as '3 working days' that cannot be read
     ├── CaseNotFound (LookupError)
     ├── WorkflowNotFound (LookupError)
     ├── ActorNotFound (LookupError)
@@ -45,6 +46,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DeliveryError",
+    "DurationError",
     "EstateflowError",
     "ExpressionError",
     "FieldProblem",
@@ -120,6 +122,23 @@ class NoticeParseError(EstateflowError, ValueError):
         self.line = line
         self.reason = reason
         super().__init__(f"line {line_no}: {reason}: {line.strip()!r}")
+
+
+class DurationError(EstateflowError, ValueError):
+    """A duration such as ``3 working days`` or ``8个工作小时`` could not be read."""
+
+    FORMS = (
+        "N working days", "N business hours", "N business minutes", "N days", "N hours",
+        "N minutes", "N个工作日", "N个工作小时", "N天", "N小时", "N分钟",
+    )
+
+    def __init__(self, text: object, reason: str = "not a duration") -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(
+            f"{text!r}: {reason}; expected a whole number N >= 0 and one of: "
+            f"{', '.join(self.FORMS)}"
+        )
 
 
 class CaseNotFound(EstateflowError, LookupError):

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
 from sqlalchemy.types import TypeDecorator
 
 __all__ = ["SCHEMA_REVISION", "UTCDateTime", "metadata"]

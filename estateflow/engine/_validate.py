@@ -320,9 +320,12 @@ class _Checker:
                 self.add((*path, "calendar_field"), f"unknown field {clock.calendar_field!r}")
 
     def check_clock_point(self, path: tuple[Any, ...], point: str) -> None:
+        if point == "reassign" and path[2] == "restart_on":
+            return
         match = _CLOCK_POINT.match(point)
         if not match:
-            self.add(path, f"{point!r} is not 'enter:STATE', 'leave:STATE' or 'trigger:NAME'")
+            self.add(path, f"{point!r} is not 'enter:STATE', 'leave:STATE' or 'trigger:NAME'"
+                     + (" (or 'reassign')" if path[2] == "restart_on" else ""))
             return
         kind, name = match.groups()
         if kind in ("enter", "leave") and name not in self.spec.states:
