@@ -11,9 +11,11 @@ A wrong calendar silently shifts every deadline, so the reader refuses rather th
   Titles, menus, publication dates and the closing paragraph are page text and are ignored.
 * Every date must be followed, in the same clause, by 放假/补休/公休 (a day off) or 上班 (a
   make-up working day). Anything else between a date and its verb is refused, not skipped.
-* Facts the notice states twice are cross-checked: the weekday in brackets, ``共N天``, that
-  make-up days fall on weekends, and that every date lies between December of the previous
-  year and January of the next.
+* What the notice states twice is cross-checked: the weekday in brackets, ``共N天``,
+  与周末连休 touching a weekend, 补休 on a weekday and make-up days on a weekend. What every
+  real notice obeys is checked too: dates lie between December of the previous year and
+  January of the next, each festival is one stretch in its season (元旦 includes 1 January,
+  劳动节 1 May, 国庆节 1 October), and headings are numbered 一、二、三… without gaps.
 * Traditional characters, full-width digits, punctuation and spaces are normalised first
   (Unicode NFKC plus a small built-in character map), so no conversion library is needed.
 """
@@ -41,9 +43,23 @@ _TRADITIONAL = str.maketrans(
     }
 )  # fmt: skip
 
-_FESTIVALS = ("元旦", "春节", "清明", "劳动", "端午", "中秋", "国庆")
+# Where each festival's days off can fall (month, day), with slack for future arrangements;
+# a typo such as 9月2日 for 中秋节 or 5月1日 under 元旦 lands outside and is refused.
+_SEASONS = {
+    "元旦": ((12, 28), (1, 4)),
+    "春节": ((1, 15), (3, 3)),
+    "清明": ((3, 31), (4, 9)),
+    "劳动": ((4, 26), (5, 9)),
+    "端午": ((5, 25), (6, 30)),
+    "中秋": ((9, 5), (10, 10)),
+    "国庆": ((9, 25), (10, 10)),
+}
+_FESTIVALS = tuple(_SEASONS)
+_FIXED_DAYS = {"元旦": (1, 1), "劳动": (5, 1), "国庆": (10, 1)}  # their day off is the date itself
+_MAKE_UP_REACH = timedelta(days=16)  # make-up days lie this close to their festival
 _WEEKDAY_NAMES = "一二三四五六日"
 _WEEKDAY_INDEX = {**{c: i for i, c in enumerate(_WEEKDAY_NAMES)}, "天": 6}
+_NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九", 1)}
 
 # A numbered festival heading: 一、元旦： / 六、国庆节、中秋节： (after NFKC the colon is ASCII).
 # It may start a line or follow a sentence end, because some pages run the list into one line.
@@ -58,6 +74,7 @@ _TOKEN = re.compile(
     r"|(?P<count>共\s*(?P<n>\d+)\s*天)"
     r"|(?P<rest>(?:放假|补休|公休)(?:\s*(?P<rn>\d+)\s*天)?)"
     r"|(?P<work>上班)"
+    r"|(?P<joined>连休)"
     r"|(?P<filler>调休)"
     r"|(?P<range>至|到|~|-|—|–)"
     r"|(?P<list>[、和及])"
@@ -68,6 +85,16 @@ _TOKEN = re.compile(
     re.S,
 )
 _DATE = re.compile(r"\d{1,2}\s*日")
+# Lines that look like a festival line but not like a heading (一、元旦：) - a mangled heading
+# would otherwise drop that festival silently, so they are refused: a numbered line naming a
+# festival or announcing dates, a festival name with a colon, or a colon followed by dates.
+_ANY_FESTIVAL = "(?:" + "|".join(_FESTIVALS) + ")"
+_MONTH_DAY = r"(?:\d{4}\s*年\s*)?\d{1,2}\s*月\s*\d{1,2}\s*日"
+_LOOSE_HEADING = re.compile(
+    rf"^\s*[一二三四五六七八九十]{{1,3}}\s*[、.](?:.{{0,12}}?{_ANY_FESTIVAL}|.*?{_MONTH_DAY}.*?"
+    rf"(?:放假|上班))|{_ANY_FESTIVAL}[^:。,]{{0,8}}:\s*(?:$|{_MONTH_DAY})"
+    rf"|:\s*{_MONTH_DAY}[^。]*?(?:放假|上班)"
+)
 _VERB = re.compile(r"放假|补休|公休|上班")
 _STARTS_WITH_DATE = re.compile(r"\s*(?:\d{4}\s*年\s*)?\d{1,2}\s*月\s*\d{1,2}\s*日")
 _OPEN_END = re.compile(r"(?:[至到~\-、和]|\d\s*日(?:\s*\([^()]*\))*)\s*$")
@@ -107,6 +134,7 @@ class HolidayNotice:
 class _Section:
     """One numbered festival line plus the wrapped lines that continue it."""
 
+    number: int  # 一、 -> 1; headings must run 1, 2, 3 ... or a line went missing
     name: str
     parts: list[tuple[int, str, str]] = field(default_factory=list)  # (line no, raw, normalised)
 
@@ -129,21 +157,52 @@ def parse_notice(text: str) -> HolidayNotice:
     festivals: list[tuple[str, date, date]] = []
     for section in sections:
         reader = _read_section(section, year)
-        for day, where in reader.holidays:
-            if day in workdays:
-                raise NoticeParseError(*where, f"{day} is announced both off and as 上班")
-            holidays.setdefault(day, where)
-        for day, where in reader.workdays:
-            if day in holidays:
-                raise NoticeParseError(*where, f"{day} is announced both off and as 上班")
-            workdays.setdefault(day, where)
-        days_off = [d for d, _ in reader.holidays]
-        festivals.append((section.name, min(days_off), max(days_off)))
+        for target, days in ((holidays, reader.holidays), (workdays, reader.workdays)):
+            for day, where in days:
+                if day in holidays or day in workdays:
+                    raise NoticeParseError(*where, f"{day} is announced twice")
+                target[day] = where
+        first, last = _check_season(section.name, year, reader)
+        festivals.append((section.name, first, last))
     return HolidayNotice(year, tuple(sorted(holidays)), tuple(sorted(workdays)), tuple(festivals))
 
 
-def _festivals_on_line(norm: str) -> list[tuple[str, str]]:
-    """(name, body) for each festival heading on a normalised line, in order."""
+def _check_season(name: str, year: int, reader: _Reader) -> tuple[date, date]:
+    """Refuse what no real notice says: days off outside the festival's season, not in one
+    stretch (weekends aside), missing the festival's fixed date, or make-up days far away."""
+    first = min(d for d, _ in reader.holidays)
+    last = max(d for d, _ in reader.holidays)
+    for key, (month, day_of_month) in _FIXED_DAYS.items():
+        if key in name and date(year, month, day_of_month) not in dict(reader.holidays):
+            where = reader.holidays[0][1]
+            raise NoticeParseError(*where, f"{name} gives no day off on {month}月{day_of_month}日")
+    seasons = [season for key, season in _SEASONS.items() if key in name]
+    days_off = sorted(reader.holidays)
+    for (before, _), (day, where) in zip(days_off, days_off[1:]):
+        between = (before + timedelta(n) for n in range(1, (day - before).days))
+        if any(d.weekday() < 5 for d in between):
+            raise NoticeParseError(*where, f"days off of {name} are not one stretch ({before})")
+    for day, where in reader.holidays:
+        key = (day.month, day.day)
+        inside = [lo <= key <= hi if lo <= hi else key >= lo or key <= hi for lo, hi in seasons]
+        if seasons and not any(inside):
+            raise NoticeParseError(*where, f"{day} is not in the season of {name}")
+    for day, where in reader.workdays:
+        if seasons and not first - _MAKE_UP_REACH <= day <= last + _MAKE_UP_REACH:
+            raise NoticeParseError(*where, f"make-up day {day} is far from {name} ({first})")
+    return first, last
+
+
+def _numeral(text: str) -> int:
+    """一..九十九 as an int; 0 for anything else (which then fails the numbering check)."""
+    tens, ten, units = text.partition("十")
+    if not ten:
+        return _NUMERALS.get(text, 0)
+    return (_NUMERALS.get(tens, 0) if tens else 1) * 10 + (_NUMERALS.get(units, 0) if units else 0)
+
+
+def _festivals_on_line(norm: str) -> tuple[str, list[tuple[int, str, str]]]:
+    """The text before the first heading, and (number, name, body) for each festival heading."""
     marks = list(_MARKER.finditer(norm))
     found = []
     for i, mark in enumerate(marks):
@@ -151,39 +210,55 @@ def _festivals_on_line(norm: str) -> list[tuple[str, str]]:
         name, body = re.sub(r"\s+", "", mark.group(2)), norm[mark.end() : end]
         # An unknown name still counts if it announces dates: a new holiday must not be dropped.
         if any(f in name for f in _FESTIVALS) or (_DATE.search(body) and _VERB.search(body)):
-            found.append((name, body))
-    return found
+            found.append((_numeral(mark.group(1)), name, body))
+    return (norm[: marks[0].start()] if found else norm), found
 
 
 def _split_sections(lines: list[str]) -> list[_Section]:
-    """Group festival headings with their continuation; everything else is page text.
-
-    A following line continues a festival when the festival so far is unfinished (empty, or
-    ending in a date or 至/、), or when it directly follows (no blank line) and itself starts
-    with a date and has 放假/上班 - a paragraph the web page wrapped.
-    """
+    """Group festival headings with their continuation; everything else is page text."""
     sections: list[_Section] = []
     current: _Section | None = None
-    gap = False
+    gap = False  # a blank line since the current festival's last line
     for no, raw in enumerate(lines, 1):
         norm = _normalise(raw)
-        found = _festivals_on_line(norm)
-        if found:
-            for name, body in found:
-                sections.append(_Section(name, [(no, raw, body)]))
-            current, gap = sections[-1], False
-        elif current is None:
-            continue
+        prefix, found = _festivals_on_line(norm)
+        if not found and _LOOSE_HEADING.search(norm):
+            raise NoticeParseError(no, raw, "festival line is not in the form 一、元旦：…")
+        if current is not None and _continues(current, gap, (no, raw), prefix):
+            current.parts.append((no, raw, prefix))
+            gap = False
         elif not norm.strip():
             gap = True
-        elif _unfinished(current) or (
-            not gap and _STARTS_WITH_DATE.match(norm) and _VERB.search(norm)
-        ):
-            current.parts.append((no, raw, norm))
-            gap = False
-        else:
+        elif not found:
             current = None
+        for number, name, body in found:
+            sections.append(_Section(number, name, [(no, raw, body)]))
+            current, gap = sections[-1], False
+    for expected, section in enumerate(sections, 1):
+        if section.number != expected:
+            no, raw, _ = section.parts[0]
+            reason = f"festival numbered {section.number} where {expected} was expected"
+            raise NoticeParseError(no, raw, f"{reason}: a line is missing or two notices pasted")
     return sections
+
+
+def _continues(current: _Section, gap: bool, where: _Where, text: str) -> bool:
+    """Does this text (a line, or what precedes a heading) continue the current festival?
+
+    Yes when the festival so far is unfinished (empty, or ending in a date or 至/、), or when
+    the text directly follows (no blank line), starts with a date and has 放假/上班 - a
+    paragraph the page wrapped. Other dated text directly after a festival is refused.
+    """
+    if not text.strip():
+        return False
+    if _unfinished(current):
+        return True
+    dated = bool(_DATE.search(text) and _VERB.search(text))
+    if gap or not dated:
+        return False
+    if _STARTS_WITH_DATE.match(text):
+        return True
+    raise NoticeParseError(*where, "dated line right after a festival does not continue it")
 
 
 def _unfinished(section: _Section) -> bool:
@@ -247,16 +322,16 @@ class _Reader:
         self.workdays: list[tuple[date, _Where]] = []
         self.pending: list[tuple[date, _Where]] = []
         self.where: _Where = (0, "")
+        self.prev = ""  # kind of the previous token, brackets and spaces aside
         self._reset_sentence()
 
     def _reset_sentence(self) -> None:
-        self.rested = 0  # days off assigned in this sentence, checked against 共N天
+        self.rested: list[date] = []  # days off in this sentence: 共N天, 连休 are checked on them
         self.count: int | None = None
         self.last: date | None = None  # previous date in the sentence, for a bare 21日
         self.noted: date | None = None  # the date a bracket note may describe
         self.range_from: date | None = None
         self.tainted = False  # unexplained text since the last punctuation
-        self.after_date = False
 
     def fail(self, reason: str) -> NoReturn:
         raise NoticeParseError(*self.where, reason)
@@ -270,17 +345,21 @@ class _Reader:
             return
         if self.range_from is not None and kind != "date":
             self.fail("至 is not followed by an end date")
-        was_date, self.after_date, self.noted = self.after_date, kind == "date", None
-        if kind == "range" and not was_date:
+        if kind == "range" and self.prev != "date":
             self.fail(f"{m.group()!r} has no start date before it")
+        # 放假 needs dates, except as the second verb of 放假公休 / 放假，…补休 style phrases.
+        if kind == "rest" and not self.pending and self.prev not in ("rest", "filler"):
+            self.fail(f"{m.group()!r} with no date before it")
+        self.noted = None
         getattr(self, "_" + kind)(m)
+        self.prev = kind
 
     def finish(self, heading: _Where) -> None:
         self._stop(None)
         if not self.holidays:
             self.where = heading
-            what = "no date" if not self.workdays else "no day off"
-            self.fail(f"festival line has {what} (放假)")
+            what = "no date" if not self.workdays else "no day off (放假)"
+            self.fail(f"festival line has {what}")
 
     def _date(self, m: re.Match[str]) -> None:
         if self.tainted:
@@ -338,7 +417,9 @@ class _Reader:
 
     def _rest(self, m: re.Match[str]) -> None:
         self.holidays.extend(self.pending)
-        self.rested += len(self.pending)
+        self.rested += [d for d, _ in self.pending]
+        if m.group().startswith("补休") and any(d.weekday() >= 5 for d, _ in self.pending):
+            self.fail("补休 (a day off in lieu) falls on a weekend")
         self.pending = []
         if m.group("rn"):
             self._set_count(int(m.group("rn")))
@@ -351,6 +432,14 @@ class _Reader:
                 self.fail(f"make-up working day {day} is a 周{_WEEKDAY_NAMES[day.weekday()]}")
         self.workdays.extend(self.pending)
         self.pending = []
+
+    def _joined(self, m: re.Match[str]) -> None:
+        """与周末连休: the days off of this sentence must touch a Saturday or Sunday."""
+        self.tainted = True
+        if self.rested:
+            ends = (min(self.rested) - timedelta(1), max(self.rested) + timedelta(1))
+            if all(d.weekday() < 5 for d in ends):
+                self.fail(f"{max(self.rested)} does not adjoin a weekend (连休)")
 
     def _count(self, m: re.Match[str]) -> None:
         self._set_count(int(m.group("n")))
@@ -376,11 +465,13 @@ class _Reader:
 
     def _stop(self, m: re.Match[str] | None) -> None:
         self._unclaimed()
-        if self.count is not None and self.count != self.rested:
-            self.fail(f"says 共{self.count}天 but its dates give {self.rested} days off")
+        if self.count is not None and self.count != len(self.rested):
+            self.fail(f"says 共{self.count}天 but its dates give {len(self.rested)} days off")
         self._reset_sentence()
 
     def _text(self, m: re.Match[str]) -> None:
+        if m.group() in "0123456789月":
+            self.fail(f"unreadable date near {m.group()!r}")
         if self.pending:
             self.fail(f"unexpected {m.group()!r} between a date and 放假/上班")
         self.tainted = True
