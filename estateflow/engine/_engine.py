@@ -18,15 +18,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ._calendars import CalendarSet
+from ._clocks import ClockRules
 from ._db import check_schema, connect, describe_url, normalise_url, upgrade_schema
 from ._directory import Directory
 from ._errors import (ActionError, ActorNotFound, ConflictError, EstateflowError, RoleNotAllowed)
 from ._fields import from_json
+from ._notices import Notices
+from ._outbox import DeliveryResult, OutboxDelivery
 from ._registry import WorkflowRegistry, default_workflow_dir
 from ._schema import delegations
 from ._steps import Steps
 from ._store import CaseStore, row_to_case
-from ._types import SYSTEM, Actor, Attachment, Case, Delegation, Event, Link
+from ._timers import TickResult, TimerRunner
+from ._types import SYSTEM, Actor, Attachment, Case, ClockStatus, Delegation, Event, Link
 
 __all__ = ["Engine", "HOOK_EVENTS"]
 
@@ -88,11 +93,16 @@ class Engine:
             locations = list(workflows)
         self._locations = [Path(p) for p in locations]
         self.registry: WorkflowRegistry | None = None
-        self.calendars = calendars
         self.config = config
         self.steps = Steps(self)
-        self.clock_rules: Any = None
-        self.notices: Any = None
+        self.calendar_set = calendars if isinstance(calendars, CalendarSet) else CalendarSet(calendars)
+        self.clock_rules = ClockRules(self)
+        self.notices = Notices(self)
+        self.default_channel = "log"
+        self.timer_handlers: dict[str, Callable[..., None]] = {}
+        self.timer_runner = TimerRunner(self)
+        self.outbox = OutboxDelivery(self, self.timer_runner.worker)
+        self._notifiers: dict[str, Any] | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     def register_action(self, name: str, fn: ActionFn) -> None:
@@ -140,9 +150,19 @@ class Engine:
 
     def calendar_zone(self, spec: Any) -> str:
         """The time zone case numbers and local dates use (the workflow calendar's zone)."""
-        if self.calendars is not None and hasattr(self.calendars, "zone_of"):
-            return self.calendars.zone_of(spec.calendar)
-        return "Asia/Shanghai"
+        return self.calendar_set.zone_of(spec.calendar)
+
+    def notifiers(self) -> dict[str, Any]:
+        """Channels from the configuration (``log`` always exists), built once."""
+        if self._notifiers is None:
+            from ..notifiers import LogNotifier, load_config
+
+            config = self.config
+            if isinstance(config, (str, Path)):
+                config = load_config(config)
+            self._notifiers = config.build() if config is not None else {}
+            self._notifiers.setdefault("log", LogNotifier("log"))
+        return self._notifiers
 
     # -- actors ---------------------------------------------------------------------------
     def resolve_actor(self, actor: Actor | str) -> Actor:
@@ -258,6 +278,60 @@ class Engine:
             tmp.write_bytes(content)
             shutil.move(str(tmp), str(target))
         return target.resolve().as_uri(), digest, len(content)
+
+    # -- clocks and time ------------------------------------------------------------------
+    def extend(self, case_id: int | str, clock: str, *, actor: Actor | str, approved_by: str,
+               new_due_at: datetime | None = None, add: str | None = None,
+               now: datetime | None = None) -> ClockStatus:
+        """Move a running clock's due time, with the consent that allows it recorded in history."""
+        def step(conn: sa.Connection, now_: datetime) -> ClockStatus:
+            row = self.store.load(conn, case_id, for_update=True)
+            who = self.resolve_actor(actor)
+            self.steps.check_community(who, row, "extend a deadline")
+            revision = self.workflows().get(conn, row.workflow, row.revision)
+            return self.clock_rules.extend(conn, revision, self._case(conn, row), clock, who, approved_by,
+                                           new_due_at, add, now_)
+        return self._run(step, now)
+
+    def clocks(self, case_id: int | str, *, now: datetime | None = None) -> list[ClockStatus]:
+        """Every clock cycle of a case: state, elapsed, remaining, due time, breached."""
+        from ._schema import sla_clocks
+
+        now = now or utcnow()
+        with self._read_db.connect() as conn:
+            row = self.store.load(conn, case_id)
+            rows = conn.execute(sa.select(sla_clocks).where(sla_clocks.c.case_id == row.id)
+                                .order_by(sla_clocks.c.name, sla_clocks.c.cycle)).all()
+            return [self.clock_rules.status_of(conn, r, now) for r in rows]
+
+    def tick(self, now: datetime | None = None, *, limit: int | None = None, deliver: bool = True) -> TickResult:
+        """Fire every due timer (in due order, each exactly once), then deliver the outbox."""
+        now = _aware(now) if now is not None else utcnow()
+        self.workflows()
+        result = self.timer_runner.tick(now, limit=limit)
+        if deliver:
+            result.delivered = len(self.deliver(now).sent)
+        return result
+
+    def deliver(self, now: datetime | None = None, *, limit: int = 500) -> DeliveryResult:
+        """Send what is due in the outbox (retries with backoff; dead letters after the last try)."""
+        return self.outbox.deliver(_aware(now) if now is not None else utcnow(), limit=limit)
+
+    def set_calendar_days(self, calendar: str, days: Mapping[Any, bool], *, covered_years: Iterable[int] = (),
+                          source: str = "admin", note: str = "", now: datetime | None = None) -> int:
+        """Store working-day overrides and recompute the due times of running clocks, atomically.
+
+        Returns how many clocks got a new due time (each recorded in its case's history).
+        """
+        from datetime import date as _date
+
+        parsed = {(_date.fromisoformat(d) if isinstance(d, str) else d): bool(w) for d, w in days.items()}
+
+        def step(conn: sa.Connection, now_: datetime) -> int:
+            self.calendar_set.store_overrides(conn, calendar, parsed, covered_years=covered_years,
+                                              source=source, note=note, now=now_)
+            return self.clock_rules.recompute_calendar(conn, calendar, now_)
+        return self._run(step, now)
 
     # -- reading API ----------------------------------------------------------------------
     def get(self, case_id: int | str, *, actor: Actor | str | None = None) -> Case:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 import string
+import types
 from collections.abc import Collection
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ._bands import check_bands, parse_range
 from ._errors import ExpressionError, Problem, WorkflowError
@@ -25,6 +28,8 @@ __all__ = ["load_workflow", "load_workflow_file", "parse_duration_or_none"]
 _EVENTS = {"opened", "transition", "warning", "breach", "escalation", "closed"}
 _CLOCK_POINT = re.compile(r"^(enter|leave|trigger):([a-z][a-z0-9_]*)$")
 _NUMBER_KEYS = {"year", "month", "seq"}
+_SAMPLE: dict[str, Any] = {"int": 1, "decimal": Decimal("1"), "bool": True, "date": date(2025, 9, 1),
+                           "datetime": datetime(2025, 9, 1, 9, 0), "list": ["x"]}
 
 
 def load_workflow_file(path: str | Path, *, actions: Collection[str] | None = None) -> WorkflowSpec:
@@ -49,18 +54,22 @@ def load_workflow(text: str, filename: str = "<string>", *,
     """
     loaded = load_yaml(text, filename)
     if loaded.problems or loaded.data is None:
-        raise WorkflowError(loaded.problems)
+        raise WorkflowError(_by_position(loaded.problems))
     if not isinstance(loaded.data, dict):
         raise WorkflowError([loaded.problem((), "a workflow file must be a mapping of keys "
                                             "(name, version, states, transitions, ...)")])
     try:
         spec = WorkflowSpec.model_validate(loaded.data)
     except ValidationError as exc:
-        raise WorkflowError(_pydantic_problems(loaded, exc)) from None
+        raise WorkflowError(_by_position(_pydantic_problems(loaded, exc))) from None
     problems = _Checker(spec, loaded, actions).run()
     if problems:
         raise WorkflowError(problems)
     return spec
+
+
+def _by_position(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.line, p.column))
 
 
 def _pydantic_problems(loaded: LoadedYaml, exc: ValidationError) -> list[Problem]:
@@ -89,7 +98,48 @@ def _pydantic_problems(loaded: LoadedYaml, exc: ValidationError) -> list[Problem
 
 
 def _closest_key_hint(loc: tuple[Any, ...]) -> str:
+    import difflib
+
+    model = _model_at(loc[:-1])
+    allowed = sorted(model.model_fields) if model is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    if allowed:
+        return f"allowed here: {', '.join(allowed)}"
     return "check the spelling against the YAML reference in the README"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The spec model that the mapping at ``loc`` is read into, if any."""
+    annotation: Any = WorkflowSpec
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif get_origin(annotation) in (list, dict):
+            annotation = get_args(annotation)[-1]
+        else:
+            return None
+    annotation = _unwrap(annotation)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` → X; ``X | None`` → X (the model, if the union holds one)."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            options = [a for a in get_args(annotation) if a is not type(None)]
+            models = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = (models or options)[0]
+        else:
+            return annotation
 
 
 class _Checker:
@@ -159,10 +209,18 @@ class _Checker:
             return
         if "seq" not in keys:
             self.add(("number",), "case-number pattern has no {seq}", "e.g. 'TS-{year}-{seq:06d}'")
-        for key in keys:
-            if key not in _NUMBER_KEYS and key not in self.spec.fields:
-                self.add(("number",), f"case-number pattern names unknown field {key!r}",
-                         "use {year}, {month}, {seq} or a declared field such as {community}")
+        unknown = [key for key in keys if key not in _NUMBER_KEYS and key not in self.spec.fields]
+        for key in unknown:
+            self.add(("number",), f"case-number pattern names unknown field {key!r}",
+                     "use {year}, {month}, {seq} or a declared field such as {community}")
+        if "seq" in keys and not unknown:
+            sample = {name: _SAMPLE.get(self.spec.fields[name].type, "x")
+                      for name in keys if name in self.spec.fields}
+            try:
+                pattern.format(**{**sample, "year": 2025, "month": "09", "seq": 1})
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                self.add(("number",), f"case-number pattern cannot be filled in: {exc}",
+                         "e.g. 'TS-{year}-{seq:06d}'; {month} is text such as '09', so give it no format")
 
     # -- states and transitions --------------------------------------------------------
     def check_states(self) -> None:
@@ -243,6 +301,12 @@ class _Checker:
 
     def check_graph(self) -> None:
         if not any(self.spec.state(s).initial for s in self.spec.states):
+            return
+        named = {s for t in self.spec.transitions for s in self.spec.sources(t)}
+        named |= {t.dest for t in self.spec.transitions if t.dest is not None}
+        if named - set(self.spec.states):
+            # A misspelt source or dest is already reported; the graph it leaves behind would
+            # add "unreachable" and "no way out" problems that are only echoes of it.
             return
         edges: dict[str, set[str]] = {s: set() for s in self.spec.states}
         for t in self.spec.transitions:

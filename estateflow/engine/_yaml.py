@@ -194,12 +194,21 @@ def load_yaml(text: str, filename: str = "<string>") -> LoadedYaml:
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = f"YAML syntax error: {exc.problem or exc}"
         if exc.context:
-            message += f" ({exc.context})"
+            started = exc.context_mark
+            if (started is not None and mark is not None and started.line != mark.line
+                    and exc.context.startswith("while ")):
+                # the mistake is usually where the construct began, not where YAML gave up
+                message += f" ({exc.context} that starts at line {started.line + 1}, column {started.column + 1})"
+            else:
+                message += f" ({exc.context})"
         loaded.problems.extend(tabs or [Problem(filename, line, column, message,
                                                 "check indentation and quoting around this point")])
         return loaded
     except yaml.YAMLError as exc:
         loaded.problems.append(Problem(filename, 1, 1, f"YAML error: {exc}"))
+        return loaded
+    except RecursionError:
+        loaded.problems.append(Problem(filename, 1, 1, "document is nested too deeply"))
         return loaded
     loaded.problems.extend(tabs)
     if node is None:
