@@ -16,6 +16,8 @@ pass_state = click.make_pass_decorator(State)
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @main.command()

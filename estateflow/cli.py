@@ -126,8 +126,4 @@ from estateflow import _cli_ops  # noqa: E402,F401  (registers operator commands
 def run() -> None:  # pragma: no cover - console entry point alias
     main(prog_name="estateflow")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main(prog_name=os.path.basename(sys.argv[0]) or "estateflow")
-
 __all__ = ["main", "Path"]
