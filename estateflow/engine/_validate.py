@@ -28,7 +28,7 @@ __all__ = ["load_workflow", "load_workflow_file", "parse_duration_or_none"]
 _EVENTS = {"opened", "transition", "warning", "breach", "escalation", "closed"}
 _CLOCK_POINT = re.compile(r"^(enter|leave|trigger):([a-z][a-z0-9_]*)$")
 _NUMBER_KEYS = {"year", "month", "seq"}
-_SAMPLE: dict[str, Any] = {"int": 1, "decimal": Decimal("1"), "bool": True, "date": date(2025, 9, 1),
+_SAMPLE: dict[str, Any] = {"int": 1, "decimal": Decimal(1), "bool": True, "date": date(2025, 9, 1),
                            "datetime": datetime(2025, 9, 1, 9, 0), "list": ["x"]}
 
 
@@ -38,8 +38,12 @@ def load_workflow_file(path: str | Path, *, actions: Collection[str] | None = No
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise WorkflowError([Problem(str(path), 1, 1, f"not UTF-8 text: {exc.reason}",
-                                     "save the file as UTF-8")]) from None
+        before = exc.object[:exc.start]  # valid UTF-8 up to the first bad byte: say where it is
+        line_start = before.rfind(b"\n") + 1
+        column = len(before[line_start:].decode("utf-8", "replace")) + 1
+        raise WorkflowError([Problem(str(path), before.count(b"\n") + 1, column,
+                                     f"not UTF-8 text: {exc.reason}",
+                                     "save the file as UTF-8, not GBK/GB2312 or another local encoding")]) from None
     except OSError as exc:
         raise WorkflowError([Problem(str(path), 1, 1, f"cannot read file: {exc.strerror}")]) from None
     return load_workflow(text, str(path), actions=actions)
@@ -53,8 +57,10 @@ def load_workflow(text: str, filename: str = "<string>", *,
     other action is an error here rather than a surprise when a case reaches that step.
     """
     loaded = load_yaml(text, filename)
-    if loaded.problems or loaded.data is None:
+    if loaded.problems:
         raise WorkflowError(_by_position(loaded.problems))
+    if loaded.data is None:  # '---', '~' or 'null': YAML found a document, but it holds nothing
+        raise WorkflowError([Problem(filename, 1, 1, "the file is empty")])
     if not isinstance(loaded.data, dict):
         raise WorkflowError([loaded.problem((), "a workflow file must be a mapping of keys "
                                             "(name, version, states, transitions, ...)")])
@@ -86,6 +92,11 @@ def _pydantic_problems(loaded: LoadedYaml, exc: ValidationError) -> list[Problem
             where = loc[:-1]
             problems.append(loaded.problem(where, f"missing required key {loc[-1]!r}",
                                            f"add '{loc[-1]}:' here"))
+            continue
+        if loc[-1:] == ("[key]",) and len(loc) >= 2:  # e.g. a state named 1 or true
+            problems.append(loaded.problem(loc[:-1], f"name {loc[-2]!r} must be text",
+                                           "use lower-case letters, digits and '_', starting with a letter",
+                                           key=True))
             continue
         dotted = ".".join(str(p) for p in loc) or "file"
         hint = ""
@@ -254,19 +265,18 @@ class _Checker:
             if t.source != ["*"]:
                 for j, src in enumerate(t.source):
                     if src not in states:
-                        self.add((*path, "source", j) if len(t.source) > 1 else (*path, "source"),
-                                 f"unknown state {src!r}", self.suggest(src, states))
+                        self.add((*path, "source", j), f"unknown state {src!r}", self.suggest(src, states))
                     elif self.spec.state(src).final:
-                        self.add((*path, "source"), f"final state {src!r} cannot have exits",
+                        self.add((*path, "source", j), f"final state {src!r} cannot have exits",
                                  "remove 'final: true' or this transition")
             if t.dest is not None and t.dest not in states:
                 self.add((*path, "dest"), f"unknown state {t.dest!r}", self.suggest(t.dest, states))
             for j, role in enumerate(t.roles):
                 if role not in roles:
-                    self.add((*path, "roles"), f"unknown role {role!r}", self.suggest(role, roles))
+                    self.add((*path, "roles", j), f"unknown role {role!r}", self.suggest(role, roles))
             for j, name in enumerate(t.requires):
                 if name not in fields:
-                    self.add((*path, "requires"), f"unknown field {name!r}", self.suggest(name, fields))
+                    self.add((*path, "requires", j), f"unknown field {name!r}", self.suggest(name, fields))
             for section in ("set", "defaults"):
                 for name, value in getattr(t, section).items():
                     if name not in fields:
@@ -343,9 +353,10 @@ class _Checker:
                     parsed.append(parse_range(bound.name, bound.range))
                 except ValueError as exc:
                     self.add((*path, "bands", i, "range"), str(exc))
-                for role in bound.roles:
+                for j, role in enumerate(bound.roles):
                     if role not in self.spec.roles:
-                        self.add((*path, "bands", i, "roles"), f"unknown role {role!r}")
+                        self.add((*path, "bands", i, "roles", j), f"unknown role {role!r}",
+                                 self.suggest(role, self.spec.roles))
             if len(parsed) == len(table.bands):
                 for message in check_bands(parsed):
                     self.add((*path, "bands"), f"bands {table_name!r}: {message}",
@@ -375,9 +386,10 @@ class _Checker:
                     self.add((*path, "warn", i), f"warning {warn!r} is neither '75%' nor '4 business hours before'")
             for i, step in enumerate(clock.escalate):
                 self.check_duration((*path, "escalate", i, "after"), step.after)
-                for role in step.notify:
+                for j, role in enumerate(step.notify):
                     if role not in self.spec.roles and role not in ("assignee", "handler"):
-                        self.add((*path, "escalate", i, "notify"), f"unknown role {role!r}")
+                        self.add((*path, "escalate", i, "notify", j), f"unknown role {role!r}",
+                                 self.suggest(role, [*self.spec.roles, "assignee", "handler"]))
                 if step.fire is not None and step.fire not in {t.trigger for t in self.spec.transitions}:
                     self.add((*path, "escalate", i, "fire"), f"unknown trigger {step.fire!r}")
             if clock.calendar_field is not None and clock.calendar_field not in self.spec.fields:
@@ -412,9 +424,9 @@ class _Checker:
                          f"one of {', '.join(sorted(_EVENTS))}")
             if note.when is not None:
                 self.check_condition(("notify", i, "when"), note.when)
-            for clock in note.clock:
+            for j, clock in enumerate(note.clock):
                 if clock not in self.spec.clocks:
-                    self.add(("notify", i, "clock"), f"unknown clock {clock!r}")
+                    self.add(("notify", i, "clock", j), f"unknown clock {clock!r}")
 
     # -- expressions -------------------------------------------------------------------
     def check_condition(self, path: tuple[Any, ...], source: str, *, kind: str = "condition",
