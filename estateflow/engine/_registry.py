@@ -37,7 +37,10 @@ def workflow_files(location: str | Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise WorkflowNotFound(str(path))
+        from ._errors import Problem
+
+        raise WorkflowError([Problem(str(path), 1, 1, "no such file or directory",
+                                     "give a workflow YAML file or a directory of them")])
     return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith("."))
 
 
@@ -92,13 +95,18 @@ class WorkflowRegistry:
     def _cross_check(self, loaded: dict[str, tuple[WorkflowSpec, str, str]]) -> list:
         from ._errors import Problem
 
+        from ._yaml import load_yaml
+
         names = set(loaded) | set(self._files)
         problems = []
-        for spec, _text, path in loaded.values():
+        for spec, text, path in loaded.values():
+            positions = None
             for i, t in enumerate(spec.transitions):
                 if t.spawn is not None and t.spawn.workflow not in names:
-                    problems.append(Problem(path, 1, 1, f"transitions[{i}] spawns unknown workflow "
-                                            f"{t.spawn.workflow!r}", f"known: {', '.join(sorted(names))}"))
+                    positions = positions or load_yaml(text, path)
+                    line, column = positions.where(("transitions", i, "spawn", "workflow"))
+                    problems.append(Problem(path, line, column, f"spawns unknown workflow {t.spawn.workflow!r}",
+                                            f"known: {', '.join(sorted(names))}"))
         return problems
 
     @property
