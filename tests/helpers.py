@@ -94,7 +94,7 @@ class Desk:
         return self.events(case, kind)[-1]
 
     def can(self, case: Case | int, actor: str) -> list[str]:
-        return sorted(self.engine.available_triggers(_id(case), actor))
+        return sorted(self.engine.available_triggers(_id(case), actor, now=self.now))
 
     def refused(self, case: Case | int, trigger: str, actor: str, error: type[Exception],
                 **data: Any) -> Exception:

@@ -83,8 +83,19 @@ def test_condition_failed_when_no_condition_holds(engine):
     case = start_ticket(engine, at(2025, 9, 26, 10))
     before = snapshot(engine)
     with pytest.raises(ConditionFailed):
+        engine.fire(case.id, "finish", actor="boss", data={"amount": "100000.01"})
+    with pytest.raises(MissingFields) as info:  # a missing input is reported as such, not as a failed condition
         engine.fire(case.id, "finish", actor="worker")
+    assert info.value.fields == ["amount"]
     assert snapshot(engine) == before
+
+
+def test_a_step_cannot_change_the_facts_its_condition_is_judged_on(engine):
+    case = start_ticket(engine, at(2025, 9, 26, 10))
+    case = engine.fire(case.id, "park", actor="worker", data={"amount": "50000"})
+    case = engine.fire(case.id, "unpark", actor="worker")
+    # 'finish' requires amount, so it may set it; 'park' has no condition and may too
+    assert engine.fire(case.id, "finish", actor="boss", data={"amount": "50000"}).state == "done"
 
 
 def test_department_scoped_role_must_match_case_department(engine):

@@ -176,13 +176,14 @@ def test_major_complaint_closes_only_with_a_special_report(desk, leader):
     assert case.data["special_report"] == "专题报告第1号"
 
 
-@pytest.mark.parametrize("assigned_as, at_resolve", [("hard", {}), ("ordinary", {"severity": "hard"})],
-                         ids=["classified-hard", "found-hard-when-resolving"])
-def test_hard_complaint_needs_a_special_report_to_resolve(desk, assigned_as, at_resolve):
-    case = complaint_in_progress(desk, severity=assigned_as)
-    error = desk.refused(case, "resolve", "li", MissingFields, resolution="已协调", **at_resolve)
+def test_hard_complaint_needs_a_special_report_to_resolve(desk):
+    case = complaint_in_progress(desk, severity="hard")
+    error = desk.refused(case, "resolve", "li", MissingFields, resolution="已协调")
     assert error.fields == ["special_report"]
-    case = desk.fire(case, "resolve", "li", resolution="已协调", special_report="处理困难专题报告", **at_resolve)
+    # the step cannot downgrade the severity its own condition is judged on
+    error = desk.refused(case, "resolve", "li", MissingFields, resolution="已协调", severity="ordinary")
+    assert error.fields == ["severity"]
+    case = desk.fire(case, "resolve", "li", resolution="已协调", special_report="处理困难专题报告")
     assert (case.state, case.data["severity"]) == ("resolved", "hard")
 
 
@@ -791,7 +792,8 @@ def test_review_steps_belong_to_their_reviewers(desk):
 def test_comments_must_be_signed_by_tenant_and_decorator(desk):
     case = review(desk, desk.open("renovation", **RENOVATION))
     desk.refused(case, "sign", "wang", ConditionFailed, tenant_signed=True, decorator_signed=False)
-    desk.refused(case, "sign", "wang", ConditionFailed, tenant_signed=True)  # a missing signature fails the condition
+    error = desk.refused(case, "sign", "wang", MissingFields, tenant_signed=True)  # a missing signature
+    assert error.fields == ["decorator_signed"]
     case = desk.fire(case, "sign", "wang", tenant_signed=True, decorator_signed=True)
     assert case.state == "payment"
 
@@ -830,7 +832,7 @@ def test_every_patrol_violation_is_counted(desk):
 def test_acceptance_needs_fire_acceptance_and_loops_through_rectification(desk):
     case = renovation_with_permit(desk)
     desk.fire(case, "finish_works", "owner")
-    desk.refused(case, "accept", "li", ConditionFailed)  # no fire acceptance recorded yet
+    assert desk.refused(case, "accept", "li", MissingFields).fields == ["fire_accepted"]  # not recorded yet
     desk.refused(case, "accept", "li", ConditionFailed, fire_accepted=False)
     case = desk.fire(case, "needs_rectification", "li", review_comment="消防喷淋头被吊顶遮挡")
     assert case.state == "rectification"
@@ -871,25 +873,20 @@ def test_deductions_above_the_deposit_are_refused(desk):
 
 
 # =====================================================================================
-# Known defects: executable reproductions of the bugs in the report (strict xfail, so a fix
-# turns them into failures that ask for the marker to be removed).
+# Regressions: reproductions of defects found while writing this suite, now fixed.
 # =====================================================================================
 
-@pytest.mark.xfail(strict=True, reason="fire() merges any field before the band condition: "
-                   "an approver can move the estimate into their own band")
 def test_approver_cannot_rewrite_the_estimate_into_their_own_band(desk):
     case = repair_awaiting_approval(desk, "50000")
     desk.refused(case, "approve", "sun", TransitionError, approver="sun", approved_amount="50000",
                  estimated_cost="1000")
 
 
-@pytest.mark.xfail(strict=True, reason="defects_block_keys is a case field any step may overwrite")
 def test_clerk_cannot_switch_off_the_defects_block_while_handing_keys(desk):
     case = move_in_in_rectification(desk, defects_block_keys=True)
     desk.refused(case, "hand_keys_early", "wang", TransitionError, defects_block_keys=False)
 
 
-@pytest.mark.xfail(strict=True, reason="record_defects re-spawns every defect still in the list")
 def test_recording_defects_again_after_a_dispute_does_not_duplicate_repairs(desk):
     case = move_in_in_rectification(desk)
     desk.fire(case, "dispute", "wang", dispute_reason="业主不认可整改方案")
@@ -898,7 +895,6 @@ def test_recording_defects_again_after_a_dispute_does_not_duplicate_repairs(desk
     assert len(desk.engine.links(case.id)) == len(DEFECTS)
 
 
-@pytest.mark.xfail(strict=True, reason="available_triggers() has no now= and checks delegations at wall-clock time")
 def test_available_triggers_see_a_delegation_valid_at_the_virtual_time(desk):
     case = repair_awaiting_approval(desk, "800")
     desk.engine.delegate("wang", "sun", starts_at=desk.now, ends_at=desk.now + timedelta(days=1),

@@ -377,11 +377,11 @@ class Engine:
         with self._read_db.connect() as conn:
             return self.store.attachments(conn, self.store.load(conn, case_id).id)
 
-    def available_triggers(self, case_id: int | str, actor: Actor | str) -> list[str]:
-        """Triggers this actor could fire now (roles, community and conditions checked)."""
+    def available_triggers(self, case_id: int | str, actor: Actor | str, *, now: datetime | None = None) -> list[str]:
+        """Triggers this actor could fire at ``now`` (roles, delegations, community, conditions)."""
         with self._read_db.connect() as conn:
             return self.steps.available(conn, self.store.load(conn, case_id),
-                                        self.resolve_actor(actor), utcnow())
+                                        self.resolve_actor(actor), _aware(now) if now else utcnow())
 
     # -- plumbing -------------------------------------------------------------------------
     def _case(self, conn: sa.Connection, row: Any) -> Case:

@@ -41,8 +41,15 @@ class WorkflowMachine:
         self.machine = Machine(model=None, states=list(spec.states), initial=spec.initial_state,
                                auto_transitions=False, send_event=True, ignore_invalid_triggers=False)
         self._by_source: dict[tuple[str, str], list[int]] = {}
+        self.basis: dict[int, frozenset[str]] = {}
+        band_fields = {table.field for table in spec.bands.values()}
         for index, t in enumerate(spec.transitions):
             condition = sandbox.compile_condition(t.when, variables) if t.when else None
+            if condition is not None:
+                names = set(condition.names) & set(spec.fields)
+                if "band" in condition.names:
+                    names |= band_fields
+                self.basis[index] = frozenset(names - set(t.requires) - set(t.accepts))
             for source in spec.sources(t):
                 dest = t.dest or source
                 self.machine.add_transition(
@@ -66,6 +73,18 @@ class WorkflowMachine:
 
     def candidates(self, trigger: str, state: str) -> list[TransitionSpec]:
         return [self.spec.transitions[i] for i in self._by_source.get((trigger, state), [])]
+
+    def protected_fields(self, trigger: str, state: str) -> frozenset[str]:
+        """Fields the conditions of this trigger are judged on and which it does not ask for.
+
+        A step may not change the facts its own condition decides on in the same call (an
+        approver moving the estimate into their own band); it may when it lists the field in
+        ``requires`` or ``accepts``.
+        """
+        result: set[str] = set()
+        for i in self._by_source.get((trigger, state), []):
+            result |= self.basis.get(i, frozenset())
+        return frozenset(result)
 
     def triggers_from(self, state: str) -> list[str]:
         return sorted({trigger for trigger, source in self._by_source if source == state})

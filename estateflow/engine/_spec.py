@@ -118,6 +118,7 @@ class TransitionSpec(_Model):
     label: LabelField = None
     roles: StrList = Field(default_factory=list)
     requires: StrList = Field(default_factory=list)
+    accepts: StrList = Field(default_factory=list)  # fields this step may change besides requires
     when: str | None = None
     set: dict[str, Any] = Field(default_factory=dict)
     defaults: dict[str, Any] = Field(default_factory=dict)

@@ -22,6 +22,7 @@ from ._expr import default_sandbox
 from ._fields import from_json, is_missing, to_json, validate_data
 from ._registry import Revision
 from ._spec import TransitionSpec, WorkflowSpec
+from ._schema import case_events
 from ._store import INDEXED, row_to_case
 from ._types import Actor, Attachment, Case, Event, Link
 
@@ -155,11 +156,21 @@ class Steps:
         given, problems = validate_data(spec.fields, data)
         if problems:
             raise MissingFields(f"{row.number} {trigger}", problems)
+        changed_basis = sorted(name for name in revision.machine.protected_fields(trigger, row.state)
+                               if name in given and given[name] != old.get(name))
+        if changed_basis:
+            raise MissingFields(f"{row.number} {trigger}", [
+                FieldProblem(name, f"cannot be changed by {trigger!r}: its condition depends on it")
+                for name in changed_basis])
         merged = {**old, **given}
         case_view = self.case_dict(row, trigger)
         self.check_community(actor, row, trigger)
         chosen = revision.machine.choose(trigger, row.state, self.context(spec, case_view, merged, actor, now))
         if chosen is None:
+            missing = sorted({name for t in candidates for name in t.requires if is_missing(merged.get(name))})
+            if missing:  # tell the form what to fill in rather than that a condition failed
+                raise MissingFields(f"{row.number} {trigger}",
+                                    [FieldProblem(name, "required for this step") for name in missing])
             raise ConditionFailed(row.number, trigger, [t.when or "true" for t in candidates])
         on_behalf = self.check_roles(conn, spec, chosen, actor, row, now)
         merged = self.apply_assignments(spec, chosen, merged, case_view, actor, now)
@@ -266,8 +277,13 @@ class Steps:
         sp = chosen.spawn
         assert sp is not None
         items = list(merged.get(sp.each) or []) if sp.each else [None]
+        done = conn.execute(sa.select(case_events.c.data).where(
+            case_events.c.case_id == case.id, case_events.c.kind == "spawn")).scalars().all()
+        spawned_before = {d.get("item") for d in done} if sp.each else ({None} if done else set())
         base_ctx = self.context(spec, self.case_dict_from(case), merged, actor, now)
         for item in items:
+            if to_json(item) in spawned_before:
+                continue
             ctx = dict(base_ctx, item=item)
             data = {}
             for name, value in sp.data.items():
@@ -275,7 +291,9 @@ class Steps:
                     data[name] = default_sandbox().compile_condition(value[1:], set(ctx)).value(ctx)
                 else:
                     data[name] = value
-            self.open(conn, sp.workflow, data, actor, now, None, None, parent=(case.id, sp.link))
+            child = self.open(conn, sp.workflow, data, actor, now, None, None, parent=(case.id, sp.link))
+            self.store.add_event(conn, case_id=case.id, kind="spawn", actor=actor.id, at=now,
+                                 data={"item": to_json(item), "case": child.number, "workflow": sp.workflow})
 
     @staticmethod
     def case_dict_from(case: Case) -> dict[str, Any]:

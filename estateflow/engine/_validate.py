@@ -277,6 +277,9 @@ class _Checker:
             for j, name in enumerate(t.requires):
                 if name not in fields:
                     self.add((*path, "requires", j), f"unknown field {name!r}", self.suggest(name, fields))
+            for j, name in enumerate(t.accepts):
+                if name not in fields:
+                    self.add((*path, "accepts", j), f"unknown field {name!r}", self.suggest(name, fields))
             for section in ("set", "defaults"):
                 for name, value in getattr(t, section).items():
                     if name not in fields:
