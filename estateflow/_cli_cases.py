@@ -196,3 +196,19 @@ def void(state: State, case: str, reason: str, actor: str) -> None:
     with state.engine() as engine:
         result = engine.void(case, reason, actor=actor)
     console().print(f"{result.number} voided")
+
+
+@main.command()
+@click.argument("deputy")
+@click.argument("principal")
+@click.option("--from", "starts", required=True, help="Start (ISO 8601 with offset).")
+@click.option("--until", "ends", required=True, help="End, exclusive (ISO 8601 with offset).")
+@click.option("--as", "actor", required=True)
+@pass_state
+@handle_errors
+def delegate(state: State, deputy: str, principal: str, starts: str, ends: str, actor: str) -> None:
+    """Let DEPUTY act for PRINCIPAL (an absent manager) for a period; history records "X for Y"."""
+    with state.engine() as engine:
+        made = engine.delegate(deputy, principal, starts_at=_now(starts), ends_at=_now(ends), actor=actor)
+    console().print(f"{made.deputy} may act for {made.principal} from {made.starts_at.isoformat()} "
+                    f"until {made.ends_at.isoformat()}")

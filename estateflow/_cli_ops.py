@@ -92,6 +92,8 @@ def status(state: State, max_age: int, calendar_warn_days: int, now: str | None)
             overdue = conn.execute(sa.select(sa.func.count()).where(
                 timers.c.status == "pending", timers.c.due_at < moment - timedelta(minutes=max_age))).scalar()
             parked = conn.execute(sa.select(sa.func.count()).where(timers.c.status == "parked")).scalar()
+            parked_rows = conn.execute(sa.select(timers.c.id, timers.c.kind, timers.c.case_id, timers.c.last_error)
+                                       .where(timers.c.status == "parked").order_by(timers.c.id).limit(20)).all()
             dead = conn.execute(sa.select(sa.func.count()).where(outbox.c.status == "dead")).scalar()
             pending = conn.execute(sa.select(sa.func.count()).where(outbox.c.status == "pending")).scalar()
             reach = {name: engine.calendar_set.reach(conn, name) for name in engine.calendar_set.names}
@@ -110,6 +112,8 @@ def status(state: State, max_age: int, calendar_warn_days: int, now: str | None)
     report = {"last_tick": last.isoformat() if last else None,
               "workers": [{"worker": b.worker, "last_tick": b.last_tick_at.isoformat()} for b in beats[:10]],
               "overdue_timers": overdue, "parked_timers": parked, "dead_letters": dead,
+              "parked": [{"timer": r.id, "kind": r.kind, "case_id": r.case_id, "error": r.last_error}
+                         for r in parked_rows],
               "pending_messages": pending,
               "calendars": {k: (v.isoformat() if v else None) for k, v in reach.items()}, "problems": problems}
     if state.json:
@@ -118,6 +122,8 @@ def status(state: State, max_age: int, calendar_warn_days: int, now: str | None)
         out = console()
         out.print(f"last tick: {report['last_tick'] or 'never'}")
         out.print(f"overdue timers: {overdue}, parked: {parked}, dead letters: {dead}, pending messages: {pending}")
+        for r in parked_rows:
+            out.print(f"parked timer {r.id} ({r.kind}, case {r.case_id}): {r.last_error}")
         for name, value in report["calendars"].items():
             out.print(f"calendar {name}: data until {value or 'unbounded'}")
         for problem in problems:

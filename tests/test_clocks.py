@@ -164,3 +164,19 @@ def test_shipped_repair_clock_three_or_seven_working_days_pauses_for_inspection(
     with pytest.raises(ClockError, match="customer"):
         engine.extend(case.id, "repair", actor="wang", approved_by=None, add="3 working days")
     engine.close()
+
+
+def test_calendar_running_out_alerts_once_per_data_end_from_a_recurring_timer_row(db_url, tmp_path):
+    engine = make_engine(db_url, ticket_dir(tmp_path), calendars=[BusinessCalendar("cn", data_until=2025)])
+    first = engine.tick(now=at(2025, 11, 15, 9))  # data ends 2025-12-31, within 60 days: alert
+    assert [k for _, k in first.system] == ["calendar_check"]
+    assert engine.tick(now=at(2025, 11, 15, 12)).system == []  # next check is a day later
+    second = engine.tick(now=at(2025, 11, 16, 9, 1))
+    assert [k for _, k in second.system] == ["calendar_check"]
+    with engine.db.connect() as conn:
+        alerts = conn.execute(sa.text("SELECT recipient, subject FROM outbox WHERE event='system'")).all()
+        pending = conn.execute(sa.text(
+            "SELECT count(*) FROM timers WHERE kind='calendar_check' AND status='pending'")).scalar()
+    assert sorted(r for r, _ in alerts) == ["role:admin", "role:cs_manager"]  # not repeated the next day
+    assert "2025-12-31" in alerts[0].subject and pending == 1
+    engine.close()

@@ -103,6 +103,8 @@ class Engine:
         self.timer_runner = TimerRunner(self)
         self.outbox = OutboxDelivery(self, self.timer_runner.worker)
         self._notifiers: dict[str, Any] | None = None
+        self.calendar_warn_days = 60
+        self.timer_handlers["calendar_check"] = self._calendar_check
 
     # -- set-up ---------------------------------------------------------------------------
     def register_action(self, name: str, fn: ActionFn) -> None:
@@ -304,10 +306,48 @@ class Engine:
                                 .order_by(sla_clocks.c.name, sla_clocks.c.cycle)).all()
             return [self.clock_rules.status_of(conn, r, now) for r in rows]
 
+    def _ensure_recurring(self, now: datetime) -> None:
+        """Recurring jobs are timer rows too (never APScheduler jobs): one pending row each."""
+        from ._schema import timers
+
+        with self.db.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('estateflow-recurring'))"))
+            pending = conn.execute(sa.select(timers.c.id).where(timers.c.kind == "calendar_check",
+                                                                timers.c.status == "pending")).first()
+            if pending is None:
+                conn.execute(timers.insert().values(case_id=None, clock_id=None, kind="calendar_check", step=0,
+                                                    due_at=now, status="pending", attempts=0, payload={},
+                                                    created_at=now))
+
+    def _calendar_check(self, conn: sa.Connection, timer: Any, now: datetime) -> None:
+        """Daily: alert when a calendar's holiday data ends within ``calendar_warn_days``."""
+        from datetime import timedelta
+
+        from ._schema import timers
+
+        for name in self.calendar_set.names:
+            last = self.calendar_set.reach(conn, name)
+            if last is not None and last < now.date() + timedelta(days=self.calendar_warn_days):
+                log.warning("calendar %r has holiday data only until %s: load next year's notice", name, last)
+                self.notices.system_alert(
+                    conn, key=f"calendar:{name}:{last.isoformat()}", now=now,
+                    subject=f"【日历数据即将用完】日历 {name} 的节假日数据只到 {last.isoformat()}",
+                    body=f"请导入国务院办公厅下一年度节假日安排通知：estateflow calendar import NOTICE.txt "
+                         f"--calendar {name}. Calendar {name!r} has holiday data only until {last.isoformat()}.")
+        others = conn.execute(sa.select(timers.c.id).where(timers.c.kind == "calendar_check",
+                                                           timers.c.status == "pending",
+                                                           timers.c.id != timer.id)).first()
+        if others is None:
+            conn.execute(timers.insert().values(case_id=None, clock_id=None, kind="calendar_check", step=0,
+                                                due_at=now + timedelta(days=1), status="pending", attempts=0,
+                                                payload={}, created_at=now))
+
     def tick(self, now: datetime | None = None, *, limit: int | None = None, deliver: bool = True) -> TickResult:
         """Fire every due timer (in due order, each exactly once), then deliver the outbox."""
         now = _aware(now) if now is not None else utcnow()
         self.workflows()
+        self._ensure_recurring(now)
         result = self.timer_runner.tick(now, limit=limit)
         if deliver:
             result.delivered = len(self.deliver(now).sent)

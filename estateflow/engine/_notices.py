@@ -209,3 +209,14 @@ class Notices:
         insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         result = conn.execute(insert(outbox).on_conflict_do_nothing(index_elements=["idempotency_key"]), rows)
         return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+
+    def system_alert(self, conn: sa.Connection, *, key: str, subject: str, body: str, now: datetime,
+                     recipients: Iterable[str] = ("role:cs_manager", "role:admin")) -> int:
+        """An alert with no case (calendar data running out): one row per recipient, keyed by ``key``."""
+        rows = [{"case_id": None, "event": "system", "channel": self.engine.default_channel, "recipient": r,
+                 "language": "zh", "subject": subject, "body": body, "html": None, "payload": {"alert": key},
+                 "idempotency_key": f"sys:{key}:{r}"[:200], "status": "pending", "attempts": 0,
+                 "next_attempt_at": now, "last_error": None, "created_at": now} for r in recipients]
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        return conn.execute(insert(outbox).on_conflict_do_nothing(index_elements=["idempotency_key"]), rows).rowcount
+

@@ -49,6 +49,7 @@ class TickResult:
     """What one tick did; ``fired`` lists (timer id, kind, case number)."""
 
     fired: list[tuple[int, str, str]] = field(default_factory=list)
+    system: list[tuple[int, str]] = field(default_factory=list)  # recurring jobs with no case
     failed: list[tuple[int, str]] = field(default_factory=list)
     parked: list[int] = field(default_factory=list)
     skipped: int = 0
@@ -114,6 +115,8 @@ class TimerRunner:
                     continue
                 if fired is None:
                     result.skipped += 1
+                elif fired[2] == "-":
+                    result.system.append((fired[0], fired[1]))
                 else:
                     result.fired.append(fired)
                     log.info("fired timer %d (%s) of %s", fired[0], fired[1], fired[2])
