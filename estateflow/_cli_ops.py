@@ -329,3 +329,108 @@ def calendar_load(state: State, file: str, name: str) -> None:
         changed = engine.set_calendar_days(name, days, covered_years=[int(y) for y in years], source="yaml",
                                            note=Path(file).name)
     console().print(f"stored {len(days)} days in calendar {name}; {changed} running deadlines recomputed")
+
+
+@main.group()
+def outbox() -> None:
+    """Operator commands for outgoing messages: list, show, retry, purge."""
+
+
+def _outbox_rows(state: State, status: str | None, limit: int) -> list[Any]:
+    import sqlalchemy as sa
+
+    from estateflow.engine._schema import outbox as table
+
+    with state.engine() as engine, engine.db.connect() as conn:
+        query = sa.select(table).order_by(table.c.id.desc()).limit(limit)
+        if status:
+            query = query.where(table.c.status == status)
+        return conn.execute(query).all()
+
+
+@outbox.command("list")
+@click.option("--status", type=click.Choice(["pending", "sent", "dead"]), default=None)
+@click.option("--limit", default=50, show_default=True)
+@pass_state
+@handle_errors
+def outbox_list(state: State, status: str | None, limit: int) -> None:
+    """Recent messages, newest first; recipients and subjects are masked."""
+    from rich.table import Table
+
+    from estateflow.notifiers import mask_personal
+
+    rows = _outbox_rows(state, status, limit)
+    items = [{"id": r.id, "status": r.status, "channel": r.channel, "recipient": mask_personal(r.recipient),
+              "subject": mask_personal(r.subject), "attempts": r.attempts, "event": r.event,
+              "next_attempt_at": r.next_attempt_at.isoformat(), "last_error": r.last_error} for r in rows]
+    if state.json:
+        emit_json(items)
+        return
+    table = Table(title="Outbox")
+    for column in ("Id", "Status", "Channel", "To", "Subject", "Tries", "Last error"):
+        table.add_column(column)
+    for i in items:
+        table.add_row(str(i["id"]), i["status"], i["channel"], i["recipient"], i["subject"], str(i["attempts"]),
+                      (i["last_error"] or "")[:60])
+    console().print(table)
+
+
+@outbox.command("show")
+@click.argument("message_id", type=int)
+@pass_state
+@handle_errors
+def outbox_show(state: State, message_id: int) -> None:
+    """One message in full (personal data masked)."""
+    import sqlalchemy as sa
+
+    from estateflow.engine._schema import outbox as table
+    from estateflow.notifiers import mask_personal
+
+    with state.engine() as engine, engine.db.connect() as conn:
+        row = conn.execute(sa.select(table).where(table.c.id == message_id)).first()
+    if row is None:
+        fail(f"no outbox message {message_id}")
+    data = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
+    for key in ("recipient", "subject", "body"):
+        data[key] = mask_personal(str(data[key] or ""))
+    emit_json(data)
+
+
+@outbox.command("retry")
+@click.argument("message_ids", type=int, nargs=-1)
+@click.option("--all-dead", is_flag=True, help="Retry every dead letter.")
+@pass_state
+@handle_errors
+def outbox_retry(state: State, message_ids: tuple[int, ...], all_dead: bool) -> None:
+    """Put dead letters back in the queue (attempts start again)."""
+    import sqlalchemy as sa
+
+    from estateflow.engine._schema import outbox as table
+
+    if not message_ids and not all_dead:
+        raise click.UsageError("give message ids or --all-dead")
+    with state.engine() as engine, engine.db.begin() as conn:
+        query = table.update().where(table.c.status == "dead")
+        if message_ids:
+            query = query.where(table.c.id.in_(message_ids))
+        count = conn.execute(query.values(status="pending", attempts=0, next_attempt_at=datetime.now(timezone.utc),
+                                          claimed_by=None, lease_until=None)).rowcount
+    console().print(f"{count} messages queued again")
+
+
+@outbox.command("purge")
+@click.option("--sent-before", required=True, help="Delete sent messages older than this (ISO date).")
+@pass_state
+@handle_errors
+def outbox_purge(state: State, sent_before: str) -> None:
+    """Delete delivered messages older than a date (dead letters are kept)."""
+    import sqlalchemy as sa
+
+    from estateflow.engine._schema import outbox as table
+
+    cutoff = datetime.fromisoformat(sent_before)
+    if cutoff.tzinfo is None:
+        cutoff = cutoff.replace(tzinfo=timezone.utc)
+    with state.engine() as engine, engine.db.begin() as conn:
+        count = conn.execute(table.delete().where(table.c.status == "sent", table.c.sent_at < cutoff)).rowcount
+    console().print(f"{count} sent messages purged")

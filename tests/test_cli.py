@@ -120,3 +120,18 @@ def test_calendar_load_reports_file_line_column(cli, tmp_path):
                     encoding="utf-8")
     assert "stored 2 days" in cli("calendar", "load", str(good))
     assert cli("calendar", "add", "2026-12-31T10:00", "1 working day").strip() == "2027-01-04T18:00:00+08:00"
+
+
+def test_outbox_list_show_retry_purge(cli):
+    cli("init")
+    now = "--now", "2025-09-26T10:00+08:00"
+    cli("open", "complaint", "--as", "wang", "--set", "channel=hotline", "--set", "community=lakeside",
+        "--set", "summary=噪音", "--set", "phone=13800138000", *now)
+    listed = json.loads(cli("--json", "outbox", "list"))
+    assert [m["status"] for m in listed] == ["pending"] and listed[0]["recipient"] == "138****8000"
+    shown = json.loads(cli("--json", "outbox", "show", str(listed[0]["id"])))
+    assert "13800138000" not in json.dumps(shown, ensure_ascii=False)
+    cli("tick", "--now", "2025-09-26T10:01+08:00")
+    assert json.loads(cli("--json", "outbox", "list", "--status", "sent"))[0]["id"] == listed[0]["id"]
+    assert "0 messages queued again" in cli("outbox", "retry", "--all-dead")
+    assert "1 sent messages purged" in cli("outbox", "purge", "--sent-before", "2030-01-01")

@@ -9,6 +9,7 @@ timer), so a re-run of the same cause can never queue a second copy.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -69,6 +70,11 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "en": "[Calendar data missing] {{ case.number }} {{ clock_label }}\nCalendar {{ calendar }} has no holiday data for {{ year }}; the deadline will be computed once it is loaded.",
     },
 }
+
+def _digest(address: str) -> str:
+    """Keys must not carry personal data (phone numbers) into logs and receivers' headers."""
+    return hashlib.sha256(address.encode()).hexdigest()[:16]
+
 
 CONTEXT_NAMES = {"case", "workflow_title", "reply_due", "zone", "clock_label", "due_at", "level", "calendar",
                  "year", "data", "event", "trigger", "actor"}
@@ -202,7 +208,7 @@ class Notices:
                          "payload": to_json({"case": case.number, "event": event, "template": template,
                                              "to": label, "workflow": case.workflow, "state": case.state,
                                              "due_at": context.get("due_at"), "level": context.get("level")}),
-                         "idempotency_key": f"{cause}:{address}"[:200], "status": status, "attempts": 0,
+                         "idempotency_key": f"{cause}:{_digest(address)}", "status": status, "attempts": 0,
                          "next_attempt_at": now, "last_error": error, "created_at": now})
         if not rows:
             return 0
