@@ -420,7 +420,37 @@ class _Checker:
         if problem:
             self.add(path, problem)
 
+    def check_templates(self) -> None:
+        """Compile every template in both languages against the documented notice context."""
+        from ._expr import default_sandbox
+        from ._notices import CONTEXT_NAMES, DEFAULT_TEMPLATES
+
+        known = set(self.spec.templates) | set(DEFAULT_TEMPLATES)
+        for name, texts in self.spec.templates.items():
+            for language in ("zh", "en"):
+                if language not in texts:
+                    self.add(("templates", name), f"template {name!r} has no {language!r} text",
+                             "give both zh and en", key=True)
+            for language, text in texts.items():
+                if language not in ("zh", "en"):
+                    self.add(("templates", name, language), f"unknown language {language!r}", "zh or en", key=True)
+                    continue
+                try:
+                    default_sandbox().compile_template(str(text), CONTEXT_NAMES)
+                except ExpressionError as exc:
+                    self.add(("templates", name, language), f"template does not compile: {exc.reason}")
+        for i, note in enumerate(self.spec.notify):
+            if note.template not in known:
+                self.add(("notify", i, "template"), f"unknown template {note.template!r}",
+                         self.suggest(note.template, known))
+        for name, clock in self.spec.clocks.items():
+            for i, step in enumerate(clock.escalate):
+                if step.template is not None and step.template not in known:
+                    self.add(("clocks", name, "escalate", i, "template"), f"unknown template {step.template!r}",
+                             self.suggest(step.template, known))
+
     def check_notify(self) -> None:
+        self.check_templates()
         for i, note in enumerate(self.spec.notify):
             if note.event not in _EVENTS:
                 self.add(("notify", i, "event"), f"unknown event {note.event!r}",
