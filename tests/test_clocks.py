@@ -180,3 +180,25 @@ def test_calendar_running_out_alerts_once_per_data_end_from_a_recurring_timer_ro
     assert sorted(r for r, _ in alerts) == ["role:admin", "role:cs_manager"]  # not repeated the next day
     assert "2025-12-31" in alerts[0].subject and pending == 1
     engine.close()
+
+
+def test_a_failing_timer_is_retried_alone_then_parked_with_an_alert(db_url, tmp_path):
+    workflows = ticket_dir(tmp_path)
+    text = (workflows / "ticket.yaml").read_text(encoding="utf-8")
+    (workflows / "ticket.yaml").write_text(  # the first ladder step fires 'finish', which needs an amount
+        text.replace("{after: 0 minutes, notify: [assignee]}", "{after: 0 minutes, notify: [assignee], fire: finish}"),
+        encoding="utf-8")
+    engine = make_engine(db_url, workflows)
+    bad = start_ticket(engine, FRI)
+    good = start_ticket(engine, FRI, amount="5")
+    results = [engine.tick(now=at(2025, 10, 20, 9, minute)) for minute in (0, 5, 10, 15)]
+    failed = [t for r in results for t, _ in r.failed]
+    assert len(failed) == 3 and len(set(failed)) == 1  # the same timer, tried alone three times
+    assert results[2].parked == failed[:1] and results[3].failed == []
+    assert engine.get(good.id).state == "done" and engine.get(bad.id).state == "working"
+    with engine.db.connect() as conn:
+        status = conn.execute(sa.text("SELECT status, last_error FROM timers WHERE id=:i"), {"i": failed[0]}).one()
+        alert = conn.execute(sa.text("SELECT recipient FROM outbox WHERE event='system'")).scalars().all()
+    assert status.status == "parked" and "amount" in status.last_error
+    assert alert == ["role:admin"]
+    engine.close()

@@ -136,6 +136,11 @@ class TimerRunner:
         if parked:
             result.parked.append(timer_id)
             log.error("timer %d parked after %d attempts: %s", timer_id, attempts, message)
+            self.engine.notices.system_alert(
+                conn, key=f"parked:{timer_id}", now=now, recipients=("role:admin",),
+                subject=f"【定时任务失败】timer {timer_id} parked after {attempts} attempts",
+                body=f"Timer {timer_id} could not fire: {message}. See 'estateflow status'; fix the cause, "
+                     f"then set it back to pending.")
         else:
             log.warning("timer %d failed (attempt %d): %s", timer_id, attempts, message)
         if not isinstance(exc, EstateflowError):
