@@ -72,6 +72,20 @@ def test_random_triggers_keep_state_valid_and_refusals_write_nothing(db_url, tmp
     run_machine(db_url, tmp_path)
 
 
+def run_threads(count: int, target) -> None:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def transitions_of(engine, case) -> int:
+    with engine.db.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM case_events WHERE case_id=:c AND kind='transition'"),
+                            {"c": case.id}).scalar()
+
+
 def test_eight_threads_on_one_case_one_winner_no_lost_update(pg_url, tmp_path):
     engine = make_engine(pg_url, ticket_dir(tmp_path))
     case = start_ticket(engine, at(2025, 9, 26, 10))
@@ -88,19 +102,12 @@ def test_eight_threads_on_one_case_one_winner_no_lost_update(pg_url, tmp_path):
         except (ConflictError, TriggerNotAllowed) as exc:
             outcomes.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(8, worker)
     winners = [o for o in outcomes if not isinstance(o, Exception)]
     assert len(outcomes) == 8 and len(winners) == 1
     final = engine.get(case.id)
     assert final.version == case.version + 1 and final.data["note"] == winners[0].data["note"]
-    with engine.db.connect() as conn:
-        moves = conn.execute(sa.text("SELECT count(*) FROM case_events WHERE case_id=:c AND kind='transition'"),
-                             {"c": case.id}).scalar()
-    assert moves == 2  # start + the one winner
+    assert transitions_of(engine, case) == 2  # start + the one winner
     engine.close()
 
 
@@ -120,15 +127,7 @@ def test_eight_threads_without_expected_version_serialise_without_losing_updates
             except Exception as exc:  # pragma: no cover - any other error fails the test
                 errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(8, worker)
     assert errors == []
-    final = engine.get(case.id)
-    with engine.db.connect() as conn:
-        moves = conn.execute(sa.text("SELECT count(*) FROM case_events WHERE case_id=:c AND kind='transition'"),
-                             {"c": case.id}).scalar()
-    assert final.version == moves + 1  # every committed move bumped the version exactly once
+    assert engine.get(case.id).version == transitions_of(engine, case) + 1  # every committed move bumped the version exactly once
     engine.close()
