@@ -136,7 +136,11 @@ class ClockRules:
                  calendar: BusinessCalendar, now: datetime) -> None:
         """Create the warning and breach timers of a running clock."""
         rows = []
+        sent = set(conn.execute(sa.select(timers.c.step).where(
+            timers.c.clock_id == clock_id, timers.c.kind == "warn", timers.c.status == "fired")).scalars())
         for i, warn in enumerate(clock.warn):
+            if i in sent:  # a warning already sent in this cycle is not sent again after a pause
+                continue
             at = self._warning_time(warn, started_at, due, target, calendar)
             if at is None or at >= due:
                 continue
@@ -170,9 +174,13 @@ class ClockRules:
                      .values(status="cancelled", fired_at=now))
 
     def stop(self, conn: sa.Connection, case: Case, row: Any, now: datetime, *, reason: str) -> None:
-        met = row.due_at is not None and now <= row.due_at and row.breached_at is None
+        # Time spent paused (e.g. awaiting inspection) does not count against the target.
+        counted_until = row.paused_at if row.status == "paused" and row.paused_at else now
+        met = row.due_at is not None and counted_until <= row.due_at and row.breached_at is None
         conn.execute(sla_clocks.update().where(sla_clocks.c.id == row.id).values(
-            status="stopped", stopped_at=now, data=dict(row.data or {}, reason=reason, met=met)))
+            status="stopped", stopped_at=now,
+            data=dict(row.data or {}, reason=reason, met=met,
+                      **({"counted_until": counted_until.isoformat()} if counted_until != now else {}))))
         self.cancel_timers(conn, row.id, now)
         self._event(conn, case, "clock_stop", now, clock=row.name, cycle=row.cycle, reason=reason, met=met)
 
@@ -204,6 +212,23 @@ class ClockRules:
                     due_at=due.isoformat() if due else None)
         if due is not None and row.breached_at is None:
             self.schedule(conn, spec, case, row.name, clock, row.id, row.started_at, due, target, calendar, now)
+        elif due is not None and not clock.soft:
+            self._resume_ladder(conn, clock, row, due, calendar, now)
+
+    def _resume_ladder(self, conn: sa.Connection, clock: ClockSpec, row: Any, due: datetime,
+                       calendar: BusinessCalendar, now: datetime) -> None:
+        """A breached clock resumed: the ladder steps not yet taken continue from the moved due time."""
+        rows = []
+        for i, step in enumerate(clock.escalate):
+            if i < row.escalation_level:
+                continue
+            after = Duration.parse(step.after)
+            at = calendar.add(due, after) if after.amount else due
+            rows.append({"case_id": row.case_id, "clock_id": row.id, "kind": "escalate", "step": i,
+                         "due_at": max(at, now), "status": "pending", "attempts": 0,
+                         "payload": {"clock": row.name}, "created_at": now})
+        if rows:
+            conn.execute(timers.insert(), rows)
 
     def _event(self, conn: sa.Connection, case: Case, kind: str, now: datetime, **data: Any) -> None:
         self.engine.store.add_event(conn, case_id=case.id, kind=kind, actor="system", data=to_json(data), at=now)
@@ -242,7 +267,8 @@ class ClockRules:
         return self.status_of(conn, conn.execute(sa.select(sla_clocks).where(sla_clocks.c.id == row.id)).one(), now)
 
     def status_of(self, conn: sa.Connection, row: Any, now: datetime) -> ClockStatus:
-        end = row.stopped_at or row.paused_at or now
+        counted = (row.data or {}).get("counted_until")
+        end = datetime.fromisoformat(counted) if counted else (row.stopped_at or row.paused_at or now)
         elapsed = max(end - row.started_at, timedelta(0))
         remaining = (row.due_at - end) if row.due_at is not None else None
         breached = row.breached_at is not None or (row.due_at is not None and end > row.due_at)

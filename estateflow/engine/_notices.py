@@ -133,8 +133,10 @@ class Notices:
                    self.engine.default_channel, f"c{case.id}:cal:{clock}:{getattr(exc, 'year', '')}", now, extra)
 
     # -- rendering and addressing --------------------------------------------------------------
-    def recipients(self, case: Case, targets: Iterable[str], channel: str) -> list[tuple[str, str]]:
-        """(address, label) pairs; role targets resolve through the directory in the case's community."""
+    def recipients(self, case: Case, targets: Iterable[str], channel: str,
+                   spec: WorkflowSpec | None = None) -> list[tuple[str, str]]:
+        """(address, label) pairs; role targets resolve through the directory in the case's community
+        (and in the case's department only for roles declared ``scope: department``)."""
         found: list[tuple[str, str]] = []
         directory = self.engine.directory
         for target in targets:
@@ -152,8 +154,9 @@ class Notices:
                 found.append((name, target))
             else:
                 role = name or target
-                members = directory.members(role, case.community, case.department) if directory and hasattr(
-                    directory, "members") else []
+                scoped = spec is not None and role in spec.roles and spec.role(role).scope == "department"
+                members = directory.members(role, case.community, case.department if scoped else None) \
+                    if directory and hasattr(directory, "members") else []
                 if not members:
                     found.append((f"role:{role}", target))
                 for actor in members:
@@ -196,7 +199,7 @@ class Notices:
                    "event": event, "trigger": None, "actor": None}
         context.update(extra)
         rows = []
-        for address, label in self.recipients(case, targets, channel):
+        for address, label in self.recipients(case, targets, channel, spec):
             status, error = "pending", None
             try:
                 subject, body = self.render(spec, template, "zh", context)

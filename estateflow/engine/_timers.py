@@ -228,10 +228,14 @@ class TimerRunner:
                 values["major"] = changes["major"] = True
             if step.reassign_to:
                 values["assignee"] = changes["assignee"] = step.reassign_to
-            conn.execute(sa.text("UPDATE cases SET row_version = row_version + 1 WHERE id = :i"), {"i": case.id})
+            from ._fields import to_json
             from ._schema import cases
 
-            conn.execute(cases.update().where(cases.c.id == case.id).values(**values))
+            fields = spec.fields
+            data = dict(case.data)
+            data.update({k: v for k, v in changes.items() if k in fields})
+            conn.execute(cases.update().where(cases.c.id == case.id).values(
+                row_version=cases.c.row_version + 1, data=to_json(data), **values))
         self._history(conn, case, "escalation", now, clock=clock_row.name, cycle=clock_row.cycle, level=level,
                       notify=list(step.notify), **changes)
         if step.notify:
