@@ -11,7 +11,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def public_exceptions():
     return {
         name: obj
-        for name, obj in vars(estateflow).items()
+        for name, obj in ((n, getattr(estateflow, n)) for n in estateflow.__all__)
         if inspect.isclass(obj) and issubclass(obj, BaseException) and not name.startswith("_")
     }
 

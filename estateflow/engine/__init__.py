@@ -3,11 +3,15 @@
 Implementation lives in private modules; this package re-exports the public names.
 """
 
+from ._calendar import BusinessCalendar
 from ._directory import Directory, StaticDirectory, YamlDirectory
 from ._engine import HOOK_EVENTS, ActionContext, Engine
 from ._errors import *  # noqa: F403
 from ._errors import __all__ as _errors_all
+from ._durations import Duration
+from ._notice import HolidayNotice, parse_notice
 from ._spec import WorkflowSpec
+from ._timers import TickResult
 from ._types import SYSTEM, Actor, Attachment, Case, ClockStatus, Delegation, Event, Link
 from ._validate import load_workflow, load_workflow_file
 
@@ -18,16 +22,21 @@ __all__ = [
     "ActionContext",
     "Actor",
     "Attachment",
+    "BusinessCalendar",
     "Case",
     "ClockStatus",
     "Delegation",
     "Directory",
+    "Duration",
     "Engine",
     "Event",
+    "HolidayNotice",
     "Link",
     "StaticDirectory",
+    "TickResult",
     "WorkflowSpec",
     "YamlDirectory",
     "load_workflow",
     "load_workflow_file",
+    "parse_notice",
 ]
