@@ -22,6 +22,12 @@ __all__ = ["CalendarSet"]
 
 log = logging.getLogger(__name__)
 
+# One prebuilt query: how many overrides, their newest time, how many complete years.
+_OVERRIDES = (sa.select(sa.func.count().label("n"), sa.func.max(calendar_overrides.c.created_at).label("newest"))
+              .where(calendar_overrides.c.calendar == sa.bindparam("w_name")).subquery())
+_STAMP = sa.select(_OVERRIDES, sa.select(sa.func.count()).where(
+    calendar_years.c.calendar == sa.bindparam("w_name")).scalar_subquery().label("years"))
+
 
 class CalendarSet:
     """The named base calendars plus their database overrides, cached per data stamp."""
@@ -44,10 +50,7 @@ class CalendarSet:
         return str(base.timezone)
 
     def _stamp(self, conn: sa.Connection, name: str) -> Any:
-        row = conn.execute(sa.select(sa.func.count(), sa.func.max(calendar_overrides.c.created_at))
-                           .where(calendar_overrides.c.calendar == name)).one()
-        years = conn.execute(sa.select(sa.func.count()).where(calendar_years.c.calendar == name)).scalar()
-        return (row[0], row[1], years)
+        return tuple(conn.execute(_STAMP, {"w_name": name}).one())
 
     def get(self, conn: sa.Connection, name: str) -> BusinessCalendar:
         """The calendar ``name`` with every stored override applied."""

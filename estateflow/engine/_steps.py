@@ -183,13 +183,14 @@ class Steps:
         values = self.row_values(spec, merged, dest, row.number)
         values.update(data=to_json(merged), updated_at=now,
                       closed_at=now if closing else (None if not spec.state(dest).final else row.closed_at))
-        if not self.store.update_case(conn, row.id, row.row_version, values):
+        updated = self.store.update_case(conn, row.id, row.row_version, values)
+        if updated is None:
             actual = conn.execute(sa.text("SELECT row_version FROM cases WHERE id = :i"), {"i": row.id}).scalar()
             raise self.engine.conflict(row.number, row.row_version, actual)
         diff = {k: to_json(v) for k, v in merged.items() if old.get(k) != v}
         self.store.add_event(conn, case_id=row.id, kind="transition", trigger=trigger, from_state=row.state,
                              to_state=dest, actor=actor.id, on_behalf_of=on_behalf, data={"changed": diff}, at=now)
-        case = row_to_case(self.store.load(conn, row.id), merged)
+        case = row_to_case(updated, merged)
         if chosen.spawn is not None:
             self.spawn(conn, spec, chosen, case, merged, actor, now)
         self.effects(conn, revision, case, row.state, dest, trigger, actor, now)
@@ -307,7 +308,7 @@ class Steps:
     def _bump(self, conn: sa.Connection, row: Any, values: Mapping[str, Any], expected: int | None = None) -> None:
         if expected is not None and row.row_version != expected:
             raise self.engine.conflict(row.number, expected, row.row_version)
-        if not self.store.update_case(conn, row.id, row.row_version, values):
+        if self.store.update_case(conn, row.id, row.row_version, values) is None:
             actual = conn.execute(sa.text("SELECT row_version FROM cases WHERE id = :i"), {"i": row.id}).scalar()
             raise self.engine.conflict(row.number, row.row_version, actual)
 

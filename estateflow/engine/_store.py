@@ -42,17 +42,19 @@ class CaseStore:
 
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
+        self._updates: dict[frozenset[str], Any] = {}
 
     # -- reads --------------------------------------------------------------------------
+    _BY_ID = sa.select(cases).where(cases.c.id == sa.bindparam("w_key"))
+    _BY_NUMBER = sa.select(cases).where(cases.c.number == sa.bindparam("w_key"))
+    _LOCKED = {False: (_BY_ID, _BY_NUMBER), True: (_BY_ID.with_for_update(), _BY_NUMBER.with_for_update())}
+
     def load(self, conn: sa.Connection, key: int | str, *, for_update: bool = False) -> Any:
-        query = sa.select(cases)
+        by_id, by_number = self._LOCKED[for_update and self.dialect == "postgresql"]
         if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
-            query = query.where(cases.c.id == int(key))
+            row = conn.execute(by_id, {"w_key": int(key)}).first()
         else:
-            query = query.where(cases.c.number == str(key))
-        if for_update and self.dialect == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+            row = conn.execute(by_number, {"w_key": str(key)}).first()
         if row is None:
             raise CaseNotFound(key)
         return row
@@ -120,15 +122,32 @@ class CaseStore:
     def insert_case(self, conn: sa.Connection, values: Mapping[str, Any]) -> int:
         return conn.execute(cases.insert().values(**values).returning(cases.c.id)).scalar_one()
 
-    def update_case(self, conn: sa.Connection, case_id: int, version: int, values: Mapping[str, Any]) -> bool:
-        result = conn.execute(cases.update()
-                              .where(cases.c.id == case_id, cases.c.row_version == version)
-                              .values(row_version=version + 1, **values))
-        return result.rowcount == 1
+    def _update_statement(self, keys: frozenset[str]) -> Any:
+        """Prebuilt per set of columns: building ``.values(**row)`` on every call cost more than
+        the database itself (bench/README.md, fire profile)."""
+        stmt = self._updates.get(keys)
+        if stmt is None:
+            stmt = (cases.update()
+                    .where(cases.c.id == sa.bindparam("w_id"), cases.c.row_version == sa.bindparam("w_version"))
+                    .values({k: sa.bindparam(f"v_{k}", type_=cases.c[k].type) for k in sorted(keys)})
+                    .returning(*cases.c))
+            self._updates[keys] = stmt
+        return stmt
+
+    def update_case(self, conn: sa.Connection, case_id: int, version: int, values: Mapping[str, Any]) -> Any:
+        """The updated row (one statement, ``RETURNING``), or None when the version was stale."""
+        values = dict(values, row_version=version + 1)
+        params = {f"v_{k}": v for k, v in values.items()}
+        params.update(w_id=case_id, w_version=version)
+        return conn.execute(self._update_statement(frozenset(values)), params).first()
+
+    _insert_event = case_events.insert().returning(case_events.c.id)
 
     def add_event(self, conn: sa.Connection, **values: Any) -> int:
-        values.setdefault("data", {})
-        return conn.execute(case_events.insert().values(**values).returning(case_events.c.id)).scalar_one()
+        row = {c: None for c in ("trigger", "from_state", "to_state", "on_behalf_of")}
+        row.update(values)
+        row.setdefault("data", {})
+        return conn.execute(self._insert_event, row).scalar_one()
 
     def add_link(self, conn: sa.Connection, case_id: int, other_id: int, kind: str, actor: str,
                  at: datetime) -> None:
