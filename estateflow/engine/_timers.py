@@ -39,6 +39,12 @@ __all__ = ["TickResult", "TimerRunner", "worker_id"]
 
 log = logging.getLogger(__name__)
 
+# Prebuilt statements for the per-timer path (see bench/README.md on statement building).
+_TIMER_CASE = sa.select(timers.c.case_id).where(timers.c.id == sa.bindparam("w_id"))
+_TIMER = sa.select(timers).where(timers.c.id == sa.bindparam("w_id"))
+_MARK_FIRED = (timers.update().where(timers.c.id == sa.bindparam("w_id"))
+               .values(status="fired", fired_at=sa.bindparam("w_now"), claimed_by=sa.bindparam("w_worker")))
+
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -147,11 +153,11 @@ class TimerRunner:
             log.debug("timer %d traceback", timer_id, exc_info=exc)
 
     def fire_one(self, conn: sa.Connection, timer_id: int, now: datetime) -> tuple[int, str, str] | None:
-        head = conn.execute(sa.select(timers.c.case_id).where(timers.c.id == timer_id)).first()
+        head = conn.execute(_TIMER_CASE, {"w_id": timer_id}).first()
         if head is None:
             return None
         case_row = self.engine.store.load(conn, head.case_id, for_update=True) if head.case_id else None
-        timer = conn.execute(sa.select(timers).where(timers.c.id == timer_id)).first()
+        timer = conn.execute(_TIMER, {"w_id": timer_id}).first()
         if timer is None or timer.status != "pending" or timer.claimed_by != self.worker:
             return None
         number = case_row.number if case_row is not None else "-"
@@ -162,8 +168,7 @@ class TimerRunner:
             if handler is None:
                 raise LookupError(f"no handler for timer kind {timer.kind!r}")
             handler(conn, timer, now)
-        conn.execute(timers.update().where(timers.c.id == timer_id).values(
-            status="fired", fired_at=now, claimed_by=self.worker))
+        conn.execute(_MARK_FIRED, {"w_id": timer_id, "w_now": now, "w_worker": self.worker})
         return timer.id, timer.kind + (f"#{timer.step}" if timer.kind == "escalate" else ""), number
 
     # -- clock timers -------------------------------------------------------------------------
