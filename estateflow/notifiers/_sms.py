@@ -13,13 +13,12 @@ small adapter service in front of Aliyun/Tencent Cloud SMS can translate that.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 
 import httpx
 
 from ._base import Message, RateLimit, Receipt, delivery_error
-from ._webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, HttpChannel, json_bytes, sign_body
+from ._webhook import HttpChannel, json_bytes
 
 __all__ = ["SmsNotifier"]
 
@@ -54,14 +53,7 @@ class SmsNotifier(HttpChannel):
             "template_code": message.sms_template,
             "params": {str(k): str(v) for k, v in message.sms_params.items()},
         }
-        body = json_bytes(payload)
-        headers = {**self.extra_headers, "Idempotency-Key": message.idempotency_key,
-                   TIMESTAMP_HEADER: str(int(time.time()))}
-        if self.secret:
-            headers[SIGNATURE_HEADER] = sign_body(self.secret, body)
-        response = self.post(self.url, body, headers)
-        if not response.is_success:
-            raise self.status_error(response)
+        response = self.post_signed(json_bytes(payload), message.idempotency_key)
         return Receipt(self.name, _provider_id(response), f"HTTP {response.status_code}")
 
 

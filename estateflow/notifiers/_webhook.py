@@ -153,6 +153,18 @@ class HttpChannel:
         retry_after = parse_retry_after(response.headers.get("Retry-After")) if retryable else None
         return delivery_error(self.name, reason, retryable=retryable, retry_after=retry_after)
 
+    def post_signed(self, body: bytes, idempotency_key: str) -> httpx.Response:
+        """POST ``body`` with the idempotency key, timestamp and (with a secret) HMAC signature;
+        a non-2xx answer raises a classified DeliveryError."""
+        headers = {**self.extra_headers, "Idempotency-Key": idempotency_key,
+                   TIMESTAMP_HEADER: str(int(time.time()))}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign_body(self.secret, body)
+        response = self.post(self.url, body, headers)
+        if not response.is_success:
+            raise self.status_error(response)
+        return response
+
 
 class WebhookNotifier(HttpChannel):
     """POSTs ``{"id", "event", "subject", "body", "data", "sent_at", ...}`` as JSON."""
@@ -184,12 +196,6 @@ class WebhookNotifier(HttpChannel):
             body = json_bytes(self.payload(message))
         except (TypeError, ValueError) as exc:
             raise delivery_error(self.name, f"data is not JSON: {exc}", retryable=False) from exc
-        headers = {**self.extra_headers, "Idempotency-Key": message.idempotency_key,
-                   TIMESTAMP_HEADER: str(int(time.time()))}
-        if self.secret:
-            headers[SIGNATURE_HEADER] = sign_body(self.secret, body)
-        response = self.post(self.url, body, headers)
-        if not response.is_success:
-            raise self.status_error(response)
+        response = self.post_signed(body, message.idempotency_key)
         provider_id = response.headers.get("X-Request-Id") or response.headers.get("X-Delivery-Id")
         return Receipt(self.name, provider_id, f"HTTP {response.status_code}")
