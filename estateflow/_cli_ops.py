@@ -403,7 +403,6 @@ def outbox_show(state: State, message_id: int) -> None:
 @handle_errors
 def outbox_retry(state: State, message_ids: tuple[int, ...], all_dead: bool) -> None:
     """Put dead letters back in the queue (attempts start again)."""
-    import sqlalchemy as sa
 
     from estateflow.engine._schema import outbox as table
 
@@ -424,7 +423,6 @@ def outbox_retry(state: State, message_ids: tuple[int, ...], all_dead: bool) -> 
 @handle_errors
 def outbox_purge(state: State, sent_before: str) -> None:
     """Delete delivered messages older than a date (dead letters are kept)."""
-    import sqlalchemy as sa
 
     from estateflow.engine._schema import outbox as table
 

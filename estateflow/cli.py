@@ -8,7 +8,6 @@ inside commands, so ``estateflow --help`` starts fast. Exit status: 0 success, 1
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
