@@ -10,6 +10,7 @@ table of bands is checked to cover [0, ∞) exactly once.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -42,6 +43,7 @@ class Band:
         return f"{'[' if self.lower_inclusive else '('}{self.lower}, {upper}{']' if self.upper_inclusive else ')'}"
 
 
+@lru_cache(maxsize=1024)
 def parse_range(name: str, text: str) -> Band:
     """Parse interval notation; raises ValueError with a message fit for a person."""
     match = _RANGE.match(str(text))
