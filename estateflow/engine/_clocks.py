@@ -115,7 +115,7 @@ class ClockRules:
     def target_of(self, spec: WorkflowSpec, clock: ClockSpec, case: Case, now: datetime) -> Duration:
         text = clock.target
         if text.startswith("="):
-            ctx = self.engine.steps.context(spec, self.engine.steps.case_dict_from(case), case.data, None, now)
+            ctx = self.engine.steps.context(spec, self.engine.steps.case_dict(case), case.data, None, now)
             try:
                 text = str(self.engine.steps.evaluate(spec, text, ctx))
             except ExpressionError as exc:
@@ -222,21 +222,30 @@ class ClockRules:
                     due_at=due.isoformat() if due else None)
         if due is not None and row.breached_at is None:
             self.schedule(conn, spec, case, row.name, clock, row.id, row.started_at, due, target, calendar, now)
-        elif due is not None and not clock.soft:
+        elif due is not None:
             self._resume_ladder(conn, clock, row, due, calendar, now)
 
     def _resume_ladder(self, conn: sa.Connection, clock: ClockSpec, row: Any, due: datetime,
                        calendar: BusinessCalendar, now: datetime) -> None:
         """A breached clock resumed: the ladder steps not yet taken continue from the moved due time."""
+        self.schedule_ladder(conn, clock, row, due, calendar, now, from_level=row.escalation_level, floor=now)
+
+    @staticmethod
+    def schedule_ladder(conn: sa.Connection, clock: ClockSpec, row: Any, due: datetime,
+                        calendar: BusinessCalendar, now: datetime, *, from_level: int = 0,
+                        floor: datetime | None = None) -> None:
+        """Escalation timers for steps ``from_level`` on, each ``after`` counted from ``due``."""
+        if clock.soft:
+            return
         rows = []
         for i, step in enumerate(clock.escalate):
-            if i < row.escalation_level:
+            if i < from_level:
                 continue
             after = Duration.parse(step.after)
             at = calendar.add(due, after) if after.amount else due
             rows.append({"case_id": row.case_id, "clock_id": row.id, "kind": "escalate", "step": i,
-                         "due_at": max(at, now), "status": "pending", "attempts": 0,
-                         "payload": {"clock": row.name}, "created_at": now})
+                         "due_at": max(at, floor) if floor is not None else at, "status": "pending",
+                         "attempts": 0, "payload": {"clock": row.name}, "created_at": now})
         if rows:
             conn.execute(timers.insert(), rows)
 

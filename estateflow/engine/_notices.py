@@ -99,7 +99,7 @@ class Notices:
             if note.event not in ("opened", "closed", "transition"):
                 continue
             if note.when:
-                ctx = self.engine.steps.context(spec, self.engine.steps.case_dict_from(case), case.data, actor, now)
+                ctx = self.engine.steps.context(spec, self.engine.steps.case_dict(case), case.data, actor, now)
                 try:
                     if not default_sandbox().compile_condition(note.when, set(ctx))(ctx):
                         continue
@@ -193,7 +193,7 @@ class Notices:
               targets: Iterable[str], channel: str, cause: str, now: datetime, extra: Mapping[str, Any]) -> int:
         """Write one outbox row per recipient; returns how many rows were new."""
         title = spec.title.zh if spec.title else spec.name
-        context = {"case": self.engine.steps.case_dict_from(case) | {"data": dict(case.data)},
+        context = {"case": self.engine.steps.case_dict(case) | {"data": dict(case.data)},
                    "workflow_title": title, "zone": self.engine.calendar_zone(spec), "data": dict(case.data),
                    "reply_due": None, "clock_label": "", "due_at": None, "level": 0, "calendar": "", "year": "",
                    "event": event, "trigger": None, "actor": None}

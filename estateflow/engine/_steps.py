@@ -22,7 +22,7 @@ from ._expr import default_sandbox
 from ._fields import from_json, is_missing, to_json, validate_data
 from ._registry import Revision
 from ._spec import TransitionSpec, WorkflowSpec
-from ._schema import case_events
+from ._schema import case_events, cases
 from ._store import INDEXED, row_to_case
 from ._types import Actor, Attachment, Case, Event, Link
 
@@ -182,7 +182,7 @@ class Steps:
         closing = spec.state(dest).final
         values = self.row_values(spec, merged, dest, row.number)
         values.update(data=to_json(merged), updated_at=now,
-                      closed_at=now if closing else (None if not spec.state(dest).final else row.closed_at))
+                      closed_at=now if closing else None)
         updated = self.store.update_case(conn, row.id, row.row_version, values)
         if updated is None:
             actual = conn.execute(sa.text("SELECT row_version FROM cases WHERE id = :i"), {"i": row.id}).scalar()
@@ -201,6 +201,7 @@ class Steps:
 
     @staticmethod
     def case_dict(row: Any, trigger: str | None = None) -> dict[str, Any]:
+        """What conditions see as ``case``; takes a row or a Case (same attribute names)."""
         return {"id": row.id, "number": row.number, "workflow": row.workflow, "state": row.state,
                 "community": row.community, "building": row.building, "unit": row.unit,
                 "department": row.department, "assignee": row.assignee, "priority": row.priority,
@@ -281,28 +282,15 @@ class Steps:
         done = conn.execute(sa.select(case_events.c.data).where(
             case_events.c.case_id == case.id, case_events.c.kind == "spawn")).scalars().all()
         spawned_before = {d.get("item") for d in done} if sp.each else ({None} if done else set())
-        base_ctx = self.context(spec, self.case_dict_from(case), merged, actor, now)
+        base_ctx = self.context(spec, self.case_dict(case), merged, actor, now)
         for item in items:
             if to_json(item) in spawned_before:
                 continue
             ctx = dict(base_ctx, item=item)
-            data = {}
-            for name, value in sp.data.items():
-                if isinstance(value, str) and value.startswith("="):
-                    data[name] = default_sandbox().compile_condition(value[1:], set(ctx)).value(ctx)
-                else:
-                    data[name] = value
+            data = {name: self.evaluate(spec, value, ctx) for name, value in sp.data.items()}
             child = self.open(conn, sp.workflow, data, actor, now, None, None, parent=(case.id, sp.link))
             self.store.add_event(conn, case_id=case.id, kind="spawn", actor=actor.id, at=now,
                                  data={"item": to_json(item), "case": child.number, "workflow": sp.workflow})
-
-    @staticmethod
-    def case_dict_from(case: Case) -> dict[str, Any]:
-        return {"id": case.id, "number": case.number, "workflow": case.workflow, "state": case.state,
-                "community": case.community, "building": case.building, "unit": case.unit,
-                "department": case.department, "assignee": case.assignee, "priority": case.priority,
-                "major": case.major, "received_at": case.received_at, "created_at": case.created_at,
-                "trigger": None}
 
     # -- everyday operations ---------------------------------------------------------------
     def _bump(self, conn: sa.Connection, row: Any, values: Mapping[str, Any], expected: int | None = None) -> None:
@@ -348,7 +336,7 @@ class Steps:
         self.check_community(actor, row, "note")
         event_id = self.store.add_event(conn, case_id=row.id, kind="note", actor=actor.id,
                                         data={"text": text}, at=now)
-        conn.execute(sa.text("UPDATE cases SET updated_at = :now WHERE id = :i"), {"now": now.replace(tzinfo=None) if conn.dialect.name == "sqlite" else now, "i": row.id})
+        conn.execute(cases.update().where(cases.c.id == row.id).values(updated_at=now))
         return Event(event_id, row.id, "note", None, None, None, actor.id, None, {"text": text}, now)
 
     def void(self, conn: sa.Connection, key: int | str, reason: str, actor: Actor, now: datetime) -> Case:

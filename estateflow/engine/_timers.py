@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ._calendar import BusinessCalendar
-from ._durations import Duration
 from ._errors import EstateflowError
 from ._schema import heartbeats, sla_clocks, timers
 
@@ -199,23 +197,10 @@ class TimerRunner:
             notices.clock_notice(conn, spec, case, event="breach", template="breach", recipients=targets,
                                  clock=clock_row.name, due_at=clock_row.due_at, level=0, cause=cause, now=now)
             calendar = self.engine.calendar_set.get(conn, clock_row.calendar)
-            self._schedule_ladder(conn, clock, clock_row, calendar, now)
+            self.engine.clock_rules.schedule_ladder(conn, clock, clock_row, clock_row.due_at, calendar, now)
             steps.after(conn, "breach", case, {"clock": clock_row.name, "due_at": clock_row.due_at})
             return
         self._escalate(conn, spec, clock, clock_row, timer, case, now)
-
-    def _schedule_ladder(self, conn: sa.Connection, clock: Any, clock_row: Any, calendar: BusinessCalendar,
-                         now: datetime) -> None:
-        if clock.soft or not clock.escalate:
-            return
-        rows = []
-        for i, step in enumerate(clock.escalate):
-            at = calendar.add(clock_row.due_at, Duration.parse(step.after)) if Duration.parse(step.after).amount \
-                else clock_row.due_at
-            rows.append({"case_id": clock_row.case_id, "clock_id": clock_row.id, "kind": "escalate", "step": i,
-                         "due_at": at, "status": "pending", "attempts": 0, "payload": {"clock": clock_row.name},
-                         "created_at": now})
-        conn.execute(timers.insert(), rows)
 
     def _escalate(self, conn: sa.Connection, spec: Any, clock: Any, clock_row: Any, timer: Any, case: Any,
                   now: datetime) -> None:
