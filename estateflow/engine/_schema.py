@@ -17,7 +17,7 @@ from sqlalchemy.types import TypeDecorator
 __all__ = ["SCHEMA_REVISION", "UTCDateTime", "metadata"]
 
 # Alembic head this code speaks; bump together with a new migration.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 metadata = sa.MetaData()
 
@@ -91,6 +91,7 @@ cases = sa.Table(
     sa.Index("ix_cases_category", "category"),
     sa.Index("ix_cases_created_at", "created_at"),
     sa.Index("ix_cases_closed_at", "closed_at"),
+    sa.Index("ix_cases_received_at", "received_at"),
 )
 
 case_events = sa.Table(
@@ -106,6 +107,7 @@ case_events = sa.Table(
     sa.Column("data", JSON, nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index("ix_case_events_case", "case_id", "id"),
+    sa.Index("ix_case_events_kind_at", "kind", "at"),
 )
 
 case_links = sa.Table(
@@ -173,6 +175,7 @@ sla_clocks = sa.Table(
     sa.Column("data", JSON, nullable=False),
     sa.UniqueConstraint("case_id", "name", "cycle", name="uq_clock_cycle"),
     sa.Index("ix_sla_clocks_status_due", "status", "due_at"),
+    sa.Index("ix_sla_clocks_name_started", "name", "started_at"),
 )
 
 timers = sa.Table(
@@ -216,6 +219,10 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
+    # Rows with the same digest key that are due together go out as one message.
+    sa.Column("digest_key", sa.String(200)),
+    # Attempts whose outcome is unknown (lease expired mid-send): possible repeats at receivers.
+    sa.Column("uncertain_sends", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),
 )
 
