@@ -61,7 +61,7 @@ def run(state: State, interval: float, config_path: str | None, clock_file: str 
     if interval <= 0:
         raise click.BadParameter("must be positive", param_hint="--interval")
     directory = YamlDirectory(state.actors) if state.actors else None
-    engine = Engine(state.db, state.workflows, directory=directory, config=config_path)
+    engine = Engine(state.db, state.workflows, directory=directory, config=config_path or state.config)
     engine.notifiers()  # a bad configuration fails now, not at 3 a.m.
     engine.load()
     try:
@@ -96,6 +96,7 @@ def status(state: State, max_age: int, calendar_warn_days: int, now: str | None)
                                        .where(timers.c.status == "parked").order_by(timers.c.id).limit(20)).all()
             dead = conn.execute(sa.select(sa.func.count()).where(outbox.c.status == "dead")).scalar()
             pending = conn.execute(sa.select(sa.func.count()).where(outbox.c.status == "pending")).scalar()
+            uncertain = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(outbox.c.uncertain_sends), 0))).scalar()
             reach = {name: engine.calendar_set.reach(conn, name) for name in engine.calendar_set.names}
     last = beats[0].last_tick_at if beats else None
     if last is None or moment - last > timedelta(minutes=max_age):
@@ -114,7 +115,7 @@ def status(state: State, max_age: int, calendar_warn_days: int, now: str | None)
               "overdue_timers": overdue, "parked_timers": parked, "dead_letters": dead,
               "parked": [{"timer": r.id, "kind": r.kind, "case_id": r.case_id, "error": r.last_error}
                          for r in parked_rows],
-              "pending_messages": pending,
+              "pending_messages": pending, "possible_repeats": int(uncertain),
               "calendars": {k: (v.isoformat() if v else None) for k, v in reach.items()}, "problems": problems}
     if state.json:
         emit_json(report)
@@ -122,6 +123,9 @@ def status(state: State, max_age: int, calendar_warn_days: int, now: str | None)
         out = console()
         out.print(f"last tick: {report['last_tick'] or 'never'}")
         out.print(f"overdue timers: {overdue}, parked: {parked}, dead letters: {dead}, pending messages: {pending}")
+        if uncertain:
+            out.print(f"possible repeats: {uncertain} sends were interrupted by a crash and retried; webhook "
+                      "receivers de-duplicate them by Idempotency-Key, e-mail recipients may see them twice")
         for r in parked_rows:
             out.print(f"parked timer {r.id} ({r.kind}, case {r.case_id}): {r.last_error}")
         for name, value in report["calendars"].items():
@@ -349,7 +353,7 @@ def _outbox_rows(state: State, status: str | None, limit: int) -> list[Any]:
 
 
 @outbox.command("list")
-@click.option("--status", type=click.Choice(["pending", "sent", "dead"]), default=None)
+@click.option("--status", type=click.Choice(["pending", "sent", "dead", "digested"]), default=None)
 @click.option("--limit", default=50, show_default=True)
 @pass_state
 @handle_errors
@@ -362,7 +366,8 @@ def outbox_list(state: State, status: str | None, limit: int) -> None:
     rows = _outbox_rows(state, status, limit)
     items = [{"id": r.id, "status": r.status, "channel": r.channel, "recipient": mask_personal(r.recipient),
               "subject": mask_personal(r.subject), "attempts": r.attempts, "event": r.event,
-              "next_attempt_at": r.next_attempt_at.isoformat(), "last_error": r.last_error} for r in rows]
+              "next_attempt_at": r.next_attempt_at.isoformat(), "last_error": r.last_error,
+              "possible_repeats": r.uncertain_sends} for r in rows]
     if state.json:
         emit_json(items)
         return
@@ -430,5 +435,6 @@ def outbox_purge(state: State, sent_before: str) -> None:
     if cutoff.tzinfo is None:
         cutoff = cutoff.replace(tzinfo=timezone.utc)
     with state.engine() as engine, engine.db.begin() as conn:
-        count = conn.execute(table.delete().where(table.c.status == "sent", table.c.sent_at < cutoff)).rowcount
+        count = conn.execute(table.delete().where(table.c.status.in_(("sent", "digested")),
+                                                  table.c.sent_at < cutoff)).rowcount
     console().print(f"{count} sent messages purged")

@@ -21,18 +21,21 @@ DEFAULT_DB = "sqlite:///estateflow.db"
 
 
 class State:
-    def __init__(self, db: str, workflows: str | None, actors: str | None, as_json: bool) -> None:
+    def __init__(self, db: str, workflows: str | None, actors: str | None, as_json: bool,
+                 config: str | None = None) -> None:
         self.db = db
         self.workflows = workflows
         self.actors = actors
         self.json = as_json
+        self.config = config
 
     def engine(self, *, create: bool = False) -> Any:
+        """An Engine with the global options; ``--config`` is read (and checked) on first use."""
         from estateflow import Engine
         from estateflow.engine._directory import YamlDirectory
 
         directory = YamlDirectory(self.actors) if self.actors else None
-        return Engine(self.db, self.workflows, create=create, directory=directory)
+        return Engine(self.db, self.workflows, create=create, directory=directory, config=self.config)
 
 
 def console(stderr: bool = False) -> Any:
@@ -109,12 +112,15 @@ def emit_json(data: Any) -> None:
               help="Directory or file of workflow YAML (env ESTATEFLOW_WORKFLOWS; default: shipped).")
 @click.option("--actors", envvar="ESTATEFLOW_ACTORS", default=None,
               help="actors.yaml directory of people and roles (env ESTATEFLOW_ACTORS).")
+@click.option("--config", envvar="ESTATEFLOW_CONFIG", default=None,
+              help="estateflow.yaml: channels, quiet hours, digests (env ESTATEFLOW_CONFIG).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on read commands.")
 @click.version_option(package_name="estateflow")
 @click.pass_context
-def main(ctx: click.Context, db: str, workflows: str | None, actors: str | None, as_json: bool) -> None:
+def main(ctx: click.Context, db: str, workflows: str | None, actors: str | None, config: str | None,
+         as_json: bool) -> None:
     """estateflow — complaint, repair, move-in and renovation workflows with working-day deadlines."""
-    ctx.obj = State(db, workflows, actors, as_json)
+    ctx.obj = State(db, workflows, actors, as_json, config)
 
 
 from estateflow import _cli_cases  # noqa: E402,F401  (registers the case commands)

@@ -50,7 +50,7 @@ class StaticDirectory:
 class YamlDirectory(StaticDirectory):
     """``actors.yaml``: ``actors: {zhang: {roles: [cs_clerk], communities: [lakeside]}}``."""
 
-    _KEYS = {"roles", "communities", "departments", "name", "email", "phone"}
+    _KEYS = {"roles", "communities", "departments", "name", "email", "phone", "language"}
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
@@ -71,10 +71,15 @@ class YamlDirectory(StaticDirectory):
                         if key not in self._KEYS:
                             problems.append(loaded.problem(("actors", actor_id, key), f"unknown key {key!r}",
                                                            f"one of {', '.join(sorted(self._KEYS))}", key=True))
+                    language = spec.get("language")
+                    if language not in (None, "zh", "en"):
+                        problems.append(loaded.problem(("actors", actor_id, "language"),
+                                                       f"unknown language {language!r}", "zh or en"))
                     actors.append(Actor(str(actor_id), frozenset(spec.get("roles") or []),
                                         frozenset(spec.get("communities") or []),
                                         frozenset(spec.get("departments") or []),
-                                        str(spec.get("name") or ""), spec.get("email"), spec.get("phone")))
+                                        str(spec.get("name") or ""), spec.get("email"), spec.get("phone"),
+                                        language))
         if problems:
             raise ConfigError(problems)
         super().__init__(actors)

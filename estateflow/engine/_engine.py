@@ -98,7 +98,7 @@ class Engine:
         self.calendar_set = calendars if isinstance(calendars, CalendarSet) else CalendarSet(calendars)
         self.clock_rules = ClockRules(self)
         self.notices = Notices(self)
-        self.default_channel = "log"
+        self._policy: Any = None
         self.timer_handlers: dict[str, Callable[..., None]] = {}
         self.timer_runner = TimerRunner(self)
         self.outbox = OutboxDelivery(self, self.timer_runner.worker)
@@ -154,17 +154,40 @@ class Engine:
         """The time zone case numbers and local dates use (the workflow calendar's zone)."""
         return self.calendar_set.zone_of(spec.calendar)
 
+    def _loaded_config(self) -> Any:
+        if isinstance(self.config, (str, Path)):
+            from ..notifiers import load_config
+
+            self.config = load_config(self.config)
+        return self.config
+
     def notifiers(self) -> dict[str, Any]:
         """Channels from the configuration (``log`` always exists), built once."""
         if self._notifiers is None:
-            from ..notifiers import LogNotifier, load_config
+            from ..notifiers import LogNotifier
 
-            config = self.config
-            if isinstance(config, (str, Path)):
-                config = load_config(config)
+            config = self._loaded_config()
             self._notifiers = config.build() if config is not None else {}
             self._notifiers.setdefault("log", LogNotifier("log"))
         return self._notifiers
+
+    def delivery_policy(self) -> Any:
+        """Quiet hours, digests, default channel and language from ``estateflow.yaml``."""
+        if self._policy is None:
+            from ..notifiers._policy import DeliveryPolicy
+
+            config = self._loaded_config()
+            self._policy = getattr(config, "policy", None) or DeliveryPolicy()
+        return self._policy
+
+    @property
+    def default_channel(self) -> str:
+        """Where clock notices go when a workflow names no channel (``defaults.channel``)."""
+        return self.delivery_policy().defaults.channel
+
+    def channel_wants_html(self, channel: str) -> bool:
+        notifier = self.notifiers().get(channel)
+        return bool(getattr(notifier, "wants_html", False))
 
     # -- actors ---------------------------------------------------------------------------
     def resolve_actor(self, actor: Actor | str) -> Actor:

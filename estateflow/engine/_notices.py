@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ._errors import ExpressionError
 from ._expr import default_sandbox
 from ._fields import to_json
+from ._mail_layout import render_html
 from ._registry import Revision
 from ._schema import outbox
 from ._spec import WorkflowSpec
@@ -65,6 +66,10 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "zh": "【待回访】{{ case.number }}\n{{ case.number }} 已完工验收，请于1个工作日内电话回访。",
         "en": "[Callback due] {{ case.number }}\nWork on {{ case.number }} passed inspection: call the customer back within 1 working day.",
     },
+    "digest": {
+        "zh": "【汇总】您有 {{ count }} 条提醒\n{% for item in items %}{{ loop.index }}. {{ item }}\n{% endfor %}",
+        "en": "[Digest] {{ count }} notices for you\n{% for item in items %}{{ loop.index }}. {{ item }}\n{% endfor %}",
+    },
     "calendar_missing": {
         "zh": "【日历数据缺失】{{ case.number }} {{ clock_label }}\n日历 {{ calendar }} 没有 {{ year }} 年的节假日数据，时限暂无法计算。请导入国务院办公厅节假日安排通知。",
         "en": "[Calendar data missing] {{ case.number }} {{ clock_label }}\nCalendar {{ calendar }} has no holiday data for {{ year }}; the deadline will be computed once it is loaded.",
@@ -76,8 +81,22 @@ def _digest(address: str) -> str:
     return hashlib.sha256(address.encode()).hexdigest()[:16]
 
 
-CONTEXT_NAMES = {"case", "workflow_title", "reply_due", "zone", "clock_label", "due_at", "level", "calendar",
-                 "year", "data", "event", "trigger", "actor"}
+CONTEXT_NAMES = {"case", "workflow_title", "reply_due", "zone", "clock_label", "clock", "due_at", "level",
+                 "calendar", "year", "data", "event", "trigger", "actor"}
+LANGUAGES = ("zh", "en")
+
+
+class Recipient(NamedTuple):
+    address: str   # where the channel sends (e-mail, phone, actor id, role:x when nobody holds it)
+    label: str     # the workflow's target that produced it (assignee, role:cs_manager, field:phone)
+    who: str       # the actor id (or target) quiet-hours rules may name
+    language: str | None
+
+
+def _local_time(value: datetime, zone: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
 class Notices:
@@ -121,8 +140,7 @@ class Notices:
     def clock_notice(self, conn: sa.Connection, spec: WorkflowSpec, case: Case, *, event: str, template: str,
                      recipients: Iterable[str], clock: str, due_at: datetime | None, level: int, cause: str,
                      now: datetime) -> int:
-        label = spec.clocks[clock].label if clock in spec.clocks else None
-        extra = {"clock_label": label.zh if label else clock, "due_at": due_at, "level": level}
+        extra = {"clock": clock, "due_at": due_at, "level": level}
         return self.queue(conn, spec, case, event, template, list(recipients), self.engine.default_channel,
                           cause, now, extra)
 
@@ -134,37 +152,43 @@ class Notices:
 
     # -- rendering and addressing --------------------------------------------------------------
     def recipients(self, case: Case, targets: Iterable[str], channel: str,
-                   spec: WorkflowSpec | None = None) -> list[tuple[str, str]]:
-        """(address, label) pairs; role targets resolve through the directory in the case's community
-        (and in the case's department only for roles declared ``scope: department``)."""
-        found: list[tuple[str, str]] = []
+                   spec: WorkflowSpec | None = None) -> list[Recipient]:
+        """Addresses with who they are and their language; role targets resolve through the
+        directory in the case's community (and in the case's department only for roles declared
+        ``scope: department``). An owner reached through a case field reads the language in the
+        case's ``language`` field when it holds ``zh`` or ``en``."""
+        found: list[Recipient] = []
         directory = self.engine.directory
         for target in targets:
             kind, _, name = target.partition(":") if ":" in target else ("role", "", target)
             if target in ("assignee", "handler"):
                 if case.assignee:
                     actor = directory.get(case.assignee) if directory else None
-                    found.append((self._address(actor, case.assignee, channel), target))
+                    found.append(Recipient(self._address(actor, case.assignee, channel), target,
+                                           case.assignee, getattr(actor, "language", None)))
                 continue
             if kind == "field":
                 value = case.data.get(name)
                 if value:
-                    found.append((str(value), target))
+                    language = case.data.get("language")
+                    found.append(Recipient(str(value), target, target,
+                                           language if language in LANGUAGES else None))
             elif kind == "address":
-                found.append((name, target))
+                found.append(Recipient(name, target, name, None))
             else:
                 role = name or target
                 scoped = spec is not None and role in spec.roles and spec.role(role).scope == "department"
                 members = directory.members(role, case.community, case.department if scoped else None) \
                     if directory and hasattr(directory, "members") else []
                 if not members:
-                    found.append((f"role:{role}", target))
+                    found.append(Recipient(f"role:{role}", target, f"role:{role}", None))
                 for actor in members:
-                    found.append((self._address(actor, actor.id, channel), target))
-        unique: dict[str, str] = {}
-        for address, label in found:
-            unique.setdefault(address, label)
-        return list(unique.items())
+                    found.append(Recipient(self._address(actor, actor.id, channel), target, actor.id,
+                                           getattr(actor, "language", None)))
+        unique: dict[str, Recipient] = {}
+        for recipient in found:
+            unique.setdefault(recipient.address, recipient)
+        return list(unique.values())
 
     @staticmethod
     def _address(actor: Any, fallback: str, channel: str) -> str:
@@ -175,13 +199,14 @@ class Notices:
                 return actor.phone
         return fallback
 
-    def template_text(self, spec: WorkflowSpec, name: str, language: str) -> str | None:
-        texts = spec.templates.get(name) or DEFAULT_TEMPLATES.get(name)
+    def template_text(self, spec: WorkflowSpec | None, name: str, language: str) -> str | None:
+        texts = (spec.templates.get(name) if spec is not None else None) or DEFAULT_TEMPLATES.get(name)
         if not texts:
             return None
         return texts.get(language) or texts.get("zh") or next(iter(texts.values()))
 
-    def render(self, spec: WorkflowSpec, name: str, language: str, context: Mapping[str, Any]) -> tuple[str, str]:
+    def render(self, spec: WorkflowSpec | None, name: str, language: str,
+               context: Mapping[str, Any]) -> tuple[str, str]:
         text = self.template_text(spec, name, language)
         if text is None:
             raise ExpressionError(name, "no such template")
@@ -189,30 +214,65 @@ class Notices:
         subject, _, body = rendered.partition("\n")
         return subject.strip(), (body.strip() or subject.strip())
 
+    @staticmethod
+    def urgent(case: Case, event: str, template: str) -> bool:
+        """Major complaints reach the deputy GM/GM at once: no quiet hours, no digest."""
+        return template == "major_complaint" or (bool(case.major) and event in ("breach", "escalation"))
+
+    def _localised(self, spec: WorkflowSpec, context: Mapping[str, Any], language: str) -> dict[str, Any]:
+        clock = context.get("clock")
+        label = spec.clocks[clock].label if clock and clock in spec.clocks else None
+        return {**context, "workflow_title": spec.title.get(language) if spec.title else spec.name,
+                "clock_label": label.get(language) if label else (context.get("clock_label") or clock or "")}
+
+    def _rendered(self, spec: WorkflowSpec, template: str, language: str, context: Mapping[str, Any],
+                  html: bool) -> tuple[str, str, str | None, str | None]:
+        """(subject, body, html, error) in one language; an error is recorded, never raised."""
+        local = self._localised(spec, context, language)
+        try:
+            subject, body = self.render(spec, template, language, local)
+        except ExpressionError as exc:
+            log.error("template %r of %s failed: %s", template, spec.name, exc)
+            return f"[template error] {template}", "", None, str(exc)
+        page = None
+        if html:
+            due = local.get("due_at")
+            page = render_html(subject, body, language, case=local["case"],
+                               due_at=_local_time(due, local["zone"]) if due else None,
+                               level=int(local.get("level") or 0))
+        return subject, body, page, None
+
     def queue(self, conn: sa.Connection, spec: WorkflowSpec, case: Case, event: str, template: str,
               targets: Iterable[str], channel: str, cause: str, now: datetime, extra: Mapping[str, Any]) -> int:
-        """Write one outbox row per recipient; returns how many rows were new."""
-        title = spec.title.zh if spec.title else spec.name
-        context = {"case": self.engine.steps.case_dict(case) | {"data": dict(case.data)},
-                   "workflow_title": title, "zone": self.engine.calendar_zone(spec), "data": dict(case.data),
-                   "reply_due": None, "clock_label": "", "due_at": None, "level": 0, "calendar": "", "year": "",
-                   "event": event, "trigger": None, "actor": None}
+        """Write one outbox row per recipient, in the recipient's language; returns how many were new."""
+        context: dict[str, Any] = {
+            "case": self.engine.steps.case_dict(case) | {"data": dict(case.data)},
+            "workflow_title": "", "zone": self.engine.calendar_zone(spec), "data": dict(case.data),
+            "reply_due": None, "clock_label": "", "clock": None, "due_at": None, "level": 0, "calendar": "",
+            "year": "", "event": event, "trigger": None, "actor": None}
         context.update(extra)
+        policy = self.engine.delivery_policy()
+        urgent = self.urgent(case, event, template)
+        digestible = not urgent and policy.digestible(channel, event)
+        html = self.engine.channel_wants_html(channel)
+        rendered: dict[str, tuple[str, str, str | None, str | None]] = {}
         rows = []
-        for address, label in self.recipients(case, targets, channel, spec):
-            status, error = "pending", None
-            try:
-                subject, body = self.render(spec, template, "zh", context)
-            except ExpressionError as exc:
-                subject, body, status, error = f"[template error] {template}", "", "dead", str(exc)
-                log.error("template %r of %s failed: %s", template, spec.name, exc)
-            rows.append({"case_id": case.id, "event": event, "channel": channel, "recipient": address,
-                         "language": "zh", "subject": subject, "body": body, "html": None,
+        for recipient in self.recipients(case, targets, channel, spec):
+            language = recipient.language or policy.defaults.language
+            if language not in rendered:
+                rendered[language] = self._rendered(spec, template, language, context, html)
+            subject, body, page, error = rendered[language]
+            rows.append({"case_id": case.id, "event": event, "channel": channel, "recipient": recipient.address,
+                         "language": language, "subject": subject, "body": body, "html": page,
                          "payload": to_json({"case": case.number, "event": event, "template": template,
-                                             "to": label, "workflow": case.workflow, "state": case.state,
-                                             "due_at": context.get("due_at"), "level": context.get("level")}),
-                         "idempotency_key": f"{cause}:{_digest(address)}", "status": status, "attempts": 0,
-                         "next_attempt_at": now, "last_error": error, "created_at": now})
+                                             "to": recipient.label, "who": recipient.who,
+                                             "workflow": case.workflow, "state": case.state,
+                                             "due_at": context.get("due_at"), "level": context.get("level"),
+                                             "urgent": urgent}),
+                         "idempotency_key": f"{cause}:{_digest(recipient.address)}",
+                         "status": "dead" if error else "pending", "attempts": 0, "next_attempt_at": now,
+                         "last_error": error, "created_at": now,
+                         "digest_key": f"{channel}:{_digest(recipient.address)}" if digestible else None})
         if not rows:
             return 0
         insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert

@@ -4,13 +4,14 @@ Rows are claimed with a lease exactly like timers, so several daemons never send
 concurrently; the send happens outside any transaction (a slow SMTP server must not hold
 database locks), and the result is recorded afterwards. A crash between a receiver's
 acknowledgement and that record may resend the row: every message carries its idempotency
-key for receivers to de-duplicate, and ``attempts > 1`` on a sent row shows such repeats.
+key for receivers to de-duplicate, and ``uncertain_sends`` on the row counts such possible repeats.
 Rate limits are counted in ``rate_windows`` rows, so four daemons together still respect a
 robot's 20 messages a minute.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ._errors import DeliveryError
+from ._mail_layout import render_html
 from ._schema import outbox, rate_windows
 
 if TYPE_CHECKING:
@@ -36,10 +38,11 @@ class DeliveryResult:
     retried: list[int] = field(default_factory=list)
     dead: list[int] = field(default_factory=list)
     deferred: list[int] = field(default_factory=list)
+    digested: list[int] = field(default_factory=list)  # rows folded into a digest row (in ``sent``)
 
 
 class OutboxDelivery:
-    def __init__(self, engine: Engine, worker: str, *, max_attempts: int = 8,
+    def __init__(self, engine: Engine, worker: str, *, max_attempts: int | None = None,
                  base_delay: timedelta = timedelta(seconds=30), max_delay: timedelta = timedelta(hours=1),
                  lease: timedelta = timedelta(minutes=2)) -> None:
         self.engine = engine
@@ -51,23 +54,38 @@ class OutboxDelivery:
         self._warned: set[str] = set()
 
     def claim(self, now: datetime, batch: int) -> list[Any]:
-        due = (sa.select(outbox.c.id).where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now,
-                                             sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now))
+        """Lease up to ``batch`` due rows, plus every due row sharing a digest key with them.
+
+        A row whose previous lease expired while still claimed was being sent by a worker that
+        died: it may already have reached its receiver, so ``uncertain_sends`` counts it (SMTP
+        has no idempotency key; these are the repeats `estateflow status` reports).
+        """
+        free = sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now)
+        due = (sa.select(outbox.c.id).where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now, free)
                .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(batch))
         with self.engine.db.begin() as conn:
-            ids = conn.execute(due.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql"
-                               else due).scalars().all()
+            locking = conn.dialect.name == "postgresql"
+            ids = conn.execute(due.with_for_update(skip_locked=True) if locking else due).scalars().all()
             if not ids:
                 return []
-            conn.execute(outbox.update().where(outbox.c.id.in_(ids))
-                         .values(claimed_by=self.worker, lease_until=now + self.lease))
+            keys = conn.execute(sa.select(outbox.c.digest_key).distinct().where(
+                outbox.c.id.in_(ids), outbox.c.digest_key.is_not(None))).scalars().all()
+            if keys:
+                siblings = sa.select(outbox.c.id).where(
+                    outbox.c.digest_key.in_(keys), outbox.c.status == "pending", outbox.c.next_attempt_at <= now,
+                    free, outbox.c.id.not_in(ids))
+                ids = [*ids, *conn.execute(siblings.with_for_update(skip_locked=True) if locking
+                                           else siblings).scalars().all()]
+            conn.execute(outbox.update().where(outbox.c.id.in_(ids)).values(
+                claimed_by=self.worker, lease_until=now + self.lease,
+                uncertain_sends=outbox.c.uncertain_sends + sa.case((outbox.c.claimed_by.is_not(None), 1), else_=0)))
             return conn.execute(sa.select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.id)).all()
 
     def deliver(self, now: datetime, *, limit: int = 500) -> DeliveryResult:
         result = DeliveryResult()
         rows = self.claim(now, limit)
         notifiers = self.engine.notifiers()
-        for row in rows:
+        for row in self._apply_policy(rows, now, result):
             notifier = notifiers.get(row.channel)
             if notifier is None:
                 # An unconfigured channel (e.g. the shipped workflows' "sms" before a gateway is
@@ -78,7 +96,8 @@ class OutboxDelivery:
                 notifier = notifiers["log"]
             limit_rule = getattr(notifier, "rate_limit", None)
             if limit_rule is not None and not self._take_rate(row.channel, limit_rule, now):
-                self._defer(row, now + timedelta(seconds=limit_rule.per_seconds / max(limit_rule.count, 1)), result)
+                self._defer([row], now + timedelta(seconds=limit_rule.per_seconds / max(limit_rule.count, 1)),
+                            result)
                 continue
             try:
                 notifier.send(self._message(row))
@@ -90,6 +109,80 @@ class OutboxDelivery:
                 continue
             self._record(row, now, result, None)
         return result
+
+    # -- quiet hours and digests -----------------------------------------------------------------
+    def _apply_policy(self, rows: list[Any], now: datetime, result: DeliveryResult) -> list[Any]:
+        """The rows to send now: quiet ones deferred to the end of their quiet period, digest
+        groups folded into one new row (or deferred until their window closes)."""
+        policy = self.engine.delivery_policy()
+        ready: list[Any] = []
+        groups: dict[str, list[Any]] = {}
+        for row in rows:
+            payload = row.payload or {}
+            if not payload.get("urgent"):
+                until = policy.quiet_until(row.channel, row.recipient, payload.get("who"), now)
+                if until is not None:
+                    self._defer([row], until, result)
+                    continue
+            if row.digest_key and policy.digest is not None:
+                groups.setdefault(row.digest_key, []).append(row)
+            else:
+                ready.append(row)
+        for key, members in groups.items():
+            window_end = self._digest_window_end(key, policy.digest.window, now)
+            if window_end is not None:
+                self._defer(members, window_end, result)
+                continue
+            if len(members) == 1:
+                ready.append(members[0])
+            else:
+                size = policy.digest.max_items
+                ready.extend(self._fold(members[i:i + size], now, result) for i in range(0, len(members), size))
+        return sorted(ready, key=lambda r: r.id)
+
+    def _digest_window_end(self, key: str, window: timedelta, now: datetime) -> datetime | None:
+        """None when the recipient may be messaged now (and the window restarts now); otherwise
+        when the open window closes. Kept in ``rate_windows`` so every daemon sees it."""
+        name = f"digest:{key}"[:200]
+        with self.engine.db.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": name})
+            row = conn.execute(sa.select(rate_windows).where(rate_windows.c.key == name)).first()
+            if row is not None and now < row.window_start + window:
+                return row.window_start + window
+            if row is None:
+                conn.execute(rate_windows.insert().values(key=name, window_start=now, count=1))
+            else:
+                conn.execute(rate_windows.update().where(rate_windows.c.key == name)
+                             .values(window_start=now, count=1))
+            return None
+
+    def _fold(self, members: list[Any], now: datetime, result: DeliveryResult) -> Any:
+        """One digest row (claimed by us) replacing ``members``, which become ``digested``."""
+        first = members[0]
+        language = first.language
+        items = [m.subject for m in members]
+        context = {"count": len(members), "items": items}
+        subject, body = self.engine.notices.render(None, "digest", language, context)
+        page = render_html(subject, "", language, items=items) if self.engine.channel_wants_html(first.channel) \
+            else None
+        key = "digest:" + hashlib.sha256("|".join(m.idempotency_key for m in members).encode()).hexdigest()[:40]
+        payload = {"event": "digest", "members": [m.id for m in members],
+                   "cases": sorted({str((m.payload or {}).get("case")) for m in members}),
+                   "who": (first.payload or {}).get("who"), "count": len(members)}
+        with self.engine.db.begin() as conn:
+            digest_id = conn.execute(outbox.insert().values(
+                case_id=None, event="digest", channel=first.channel, recipient=first.recipient, language=language,
+                subject=subject, body=body, html=page, payload=payload, idempotency_key=key, status="pending",
+                attempts=0, next_attempt_at=now, claimed_by=self.worker, lease_until=now + self.lease,
+                created_at=now, digest_key=None).returning(outbox.c.id)).scalar_one()
+            conn.execute(outbox.update().where(outbox.c.id.in_([m.id for m in members]),
+                                               outbox.c.claimed_by == self.worker)
+                         .values(status="digested", sent_at=now, claimed_by=None, lease_until=None,
+                                 last_error=f"sent in digest #{digest_id}"))
+            row = conn.execute(sa.select(outbox).where(outbox.c.id == digest_id)).one()
+        result.digested.extend(m.id for m in members)
+        return row
 
     @staticmethod
     def _message(row: Any) -> Any:
@@ -120,11 +213,12 @@ class OutboxDelivery:
             conn.execute(rate_windows.update().where(rate_windows.c.key == key).values(count=row.count + 1))
             return True
 
-    def _defer(self, row: Any, when: datetime, result: DeliveryResult) -> None:
+    def _defer(self, rows: list[Any], when: datetime, result: DeliveryResult) -> None:
+        ids = [row.id for row in rows]
         with self.engine.db.begin() as conn:
-            conn.execute(outbox.update().where(outbox.c.id == row.id, outbox.c.claimed_by == self.worker)
+            conn.execute(outbox.update().where(outbox.c.id.in_(ids), outbox.c.claimed_by == self.worker)
                          .values(next_attempt_at=when, claimed_by=None, lease_until=None))
-        result.deferred.append(row.id)
+        result.deferred.extend(ids)
 
     def backoff(self, attempts: int) -> timedelta:
         """Exponential backoff with full jitter in [delay/2, delay], capped at ``max_delay``."""
@@ -137,7 +231,8 @@ class OutboxDelivery:
         if error is None:
             values.update(status="sent", sent_at=now, last_error=None)
             result.sent.append(row.id)
-        elif not error.retryable or attempts >= self.max_attempts:
+        elif not error.retryable or attempts >= (self.max_attempts or
+                                                 self.engine.delivery_policy().defaults.max_attempts):
             values.update(status="dead", last_error=str(error)[:2000])
             result.dead.append(row.id)
             log.error("outbox %d dead after %d attempts: %s", row.id, attempts, error)

@@ -30,6 +30,7 @@ class Actor:
     name: str = ""
     email: str | None = None
     phone: str | None = None
+    language: str | None = None  # "zh" or "en" for notifications; None = the configured default
 
     def __post_init__(self) -> None:
         for attr in ("roles", "communities", "departments"):

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from ..engine._errors import ConfigError, Problem
 from ..engine._yaml import LoadedYaml, load_yaml
 from ._base import Notifier, SetupError
+from ._policy import Defaults, DeliveryPolicy, DigestRule, QuietHours
 from ._registry import get_kind, known_kinds
 
 __all__ = ["ChannelConfig", "NotifierConfig", "SECTIONS", "load_config", "parse_config"]
@@ -59,6 +60,7 @@ class NotifierConfig:
     channels: dict[str, ChannelConfig]
     sections: dict[str, Any] = field(default_factory=dict)
     yaml: LoadedYaml | None = None
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
     def build(self) -> dict[str, Notifier]:
         """Build every channel; on any failure close the ones built and raise one ConfigError."""
@@ -144,7 +146,64 @@ class _Checker:
             channels["log"] = ChannelConfig("log", "log",
                                             log_kind.options_model.model_validate({"kind": "log"}),
                                             1, 1)
-        return NotifierConfig(self.loaded.filename, channels, sections, self.loaded)
+        policy = self.policy(sections, set(channels))
+        return NotifierConfig(self.loaded.filename, channels, sections, self.loaded, policy)
+
+    # -- quiet hours, digest, defaults ----------------------------------------------------------
+    def policy(self, sections: dict[str, Any], channels: set[str]) -> DeliveryPolicy:
+        quiet_raw = sections.get("quiet_hours")
+        quiet: list[QuietHours] = []
+        if quiet_raw is not None:
+            items = [((), quiet_raw)] if isinstance(quiet_raw, dict) else \
+                list(enumerate(quiet_raw)) if isinstance(quiet_raw, list) else None
+            if items is None:
+                self.add(("quiet_hours",), "'quiet_hours' must be a list of periods",
+                         "e.g. quiet_hours:\n  - {from: '21:00', to: '08:00', channels: [sms]}")
+            for index, item in items or []:
+                path = ("quiet_hours", *((index,) if index != () else ()))
+                rule = self.section_model(QuietHours, item, path, "quiet_hours")
+                if rule is not None:
+                    self.known_channels(rule.channels, (*path, "channels"), channels)
+                    quiet.append(rule)
+        digest = None
+        if sections.get("digest") is not None:
+            digest = self.section_model(DigestRule, sections["digest"], ("digest",), "digest")
+            if digest is not None:
+                self.known_channels(digest.channels, ("digest", "channels"), channels)
+        defaults = self.section_model(Defaults, sections.get("defaults") or {}, ("defaults",), "defaults")
+        if defaults is not None and sections.get("defaults"):
+            self.known_channels((defaults.channel,), ("defaults", "channel"), channels)
+        return DeliveryPolicy(tuple(quiet), digest, defaults or Defaults())
+
+    def known_channels(self, names: Any, path: tuple[Any, ...], channels: set[str]) -> None:
+        for index, name in enumerate(names or ()):
+            if name not in channels:
+                close = difflib.get_close_matches(name, sorted(channels), n=1)
+                where = (*path, index) if len(names) > 1 or path[-1] == "channels" else path
+                self.add(where, f"unknown channel {name!r}",
+                         f"did you mean {close[0]!r}?" if close else f"channels: {', '.join(sorted(channels))}")
+
+    def section_model(self, model: Any, value: Any, path: tuple[Any, ...], section: str) -> Any:
+        if not isinstance(value, dict):
+            self.add(path, f"'{section}' entries must be mappings")
+            return None
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                dotted = ".".join(str(p) for p in loc)
+                if error["type"] == "extra_forbidden":
+                    known = sorted(f.alias or n for n, f in model.model_fields.items())
+                    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+                    self.add((*path, *loc), f"{section}: unknown option {dotted!r}",
+                             f"did you mean {close[0]!r}?" if close else f"options: {', '.join(known)}", key=True)
+                elif error["type"] == "missing":
+                    self.add(path, f"{section}: missing required option {dotted!r}", key=True)
+                else:
+                    message = str(error["msg"]).removeprefix("Value error, ")
+                    self.add((*path, *loc), f"{section}: option {dotted!r}: {message}")
+            return None
 
     # -- ${VAR} ---------------------------------------------------------------------------
     def substitute(self, value: Any, path: tuple[Any, ...]) -> Any:

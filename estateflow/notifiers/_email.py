@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 class EmailNotifier:
     """Sends plain text (plus an optional HTML alternative) to one address per message."""
 
+    wants_html = True  # the outbox renders the HTML alternative only for channels that send it
+
     def __init__(self, name: str, *, host: str, port: int | None = None,
                  security: Security = "starttls", username: str | None = None,
                  password: str | None = None, sender: str, timeout: float = 30.0,
