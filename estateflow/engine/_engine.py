@@ -105,6 +105,9 @@ class Engine:
         self._notifiers: dict[str, Any] | None = None
         self.calendar_warn_days = 60
         self.timer_handlers["calendar_check"] = self._calendar_check
+        from ..reports._service import Reports
+
+        self.reports = Reports(self)
 
     # -- set-up ---------------------------------------------------------------------------
     def register_action(self, name: str, fn: ActionFn) -> None:
@@ -445,6 +448,44 @@ class Engine:
         with self._read_db.connect() as conn:
             return self.steps.available(conn, self.store.load(conn, case_id),
                                         self.resolve_actor(actor), _aware(now) if now else utcnow())
+
+    # -- reports (estateflow.reports; every one masked unless unmasked=True by an allowed actor)
+    def report_weekly(self, *, week: str | None = None, start: Any = None, end: Any = None,
+                      community: str | None = None, department: str | None = None, workflow: str | None = None,
+                      actor: Actor | str | None = None, unmasked: bool = False, lang: str = "zh",
+                      limit: int = 200, now: datetime | None = None) -> Any:
+        """周报: opened, closed, still open, overdue and on-time rates for a week (default: the last
+        full Monday–Sunday week in the calendar's zone), per clock, category, department and handler,
+        with the unresolved and major cases. ``week="2025-W40"`` or ``start``/``end`` dates."""
+        return self.reports.weekly(week=week, start=start, end=end, community=community, department=department,
+                                   workflow=workflow, actor=actor, unmasked=unmasked, lang=lang, limit=limit, now=now)
+
+    def report_register(self, *, week: str | None = None, month: str | None = None, start: Any = None,
+                        end: Any = None, community: str | None = None, department: str | None = None,
+                        workflow: str | None = None, actor: Actor | str | None = None, unmasked: bool = False,
+                        lang: str = "zh", now: datetime | None = None) -> Any:
+        """《来电、来访登记表》: every case received in a period (default: last full week)."""
+        return self.reports.register(week=week, month=month, start=start, end=end, community=community,
+                                     department=department, workflow=workflow, actor=actor, unmasked=unmasked,
+                                     lang=lang, now=now)
+
+    def report_sla(self, *, week: str | None = None, month: str | None = None, quarter: str | None = None,
+                   year: str | int | None = None, start: Any = None, end: Any = None, community: str | None = None,
+                   department: str | None = None, workflow: str | None = None, actor: Actor | str | None = None,
+                   lang: str = "zh", now: datetime | None = None) -> Any:
+        """SLA compliance of the clock cycles started in a period (default: last full month): met,
+        breached, running, median and p90 hours to stop, breaches by escalation level."""
+        return self.reports.sla(week=week, month=month, quarter=quarter, year=year, start=start, end=end,
+                                community=community, department=department, workflow=workflow, actor=actor,
+                                lang=lang, now=now)
+
+    def report_ratings(self, *, quarter: str | None = None, year: str | int | None = None, start: Any = None,
+                       end: Any = None, community: str | None = None, workflow: str = "repair",
+                       actor: Actor | str | None = None, lang: str = "zh", now: datetime | None = None) -> Any:
+        """Quarterly/yearly ratings of repair workers and their managers (DOMAIN.md §2.6), from the
+        customer's signed comment on the work order and the callback (default: last full quarter)."""
+        return self.reports.ratings(quarter=quarter, year=year, start=start, end=end, community=community,
+                                    workflow=workflow, actor=actor, lang=lang, now=now)
 
     # -- plumbing -------------------------------------------------------------------------
     def _case(self, conn: sa.Connection, row: Any) -> Case:
