@@ -78,14 +78,10 @@ def graph(state: State, workflow: str, fmt: str, lang: str) -> None:
     registry = WorkflowRegistry()
     if Path(workflow).is_file():
         registry.load_paths([workflow])
-        spec = next(iter(registry._files.values()))[0]
+        spec = registry.file_spec(registry.file_names[0])
     else:
         registry.load_paths([state.workflows or default_workflow_dir()])
-        if workflow not in registry._files:
-            from estateflow import WorkflowNotFound
-
-            raise WorkflowNotFound(workflow, registry._files)
-        spec = registry._files[workflow][0]
+        spec = registry.file_spec(workflow)
     click.echo((to_mermaid if fmt == "mermaid" else to_dot)(spec, lang), nl=False)
 
 

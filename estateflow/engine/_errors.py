@@ -10,6 +10,7 @@ prose, which keeps messages consistent and makes them testable.
     EstateflowError
     ├── WorkflowError (ValueError)         invalid workflow YAML; .problems carry file:line:col
     ├── ConfigError (ValueError)           invalid estateflow.yaml; same shape as WorkflowError
+    ├── ScenarioError (ValueError)         invalid simulation scenario; same shape as WorkflowError
     ├── ExpressionError (ValueError)       a condition/template that does not compile or render
     ├── NoticeParseError (ValueError)      a holiday notice line that cannot be read
     ├── DurationError (ValueError)         duration text such as '3 working days' that cannot be read
@@ -26,6 +27,7 @@ prose, which keeps messages consistent and makes them testable.
     ├── ConflictError (RuntimeError)       stale row_version; safe to retry
     ├── SchemaError (RuntimeError)         database missing, empty, older or newer than the code
     ├── ClockError (ValueError)            e.g. extension without recorded consent
+    ├── MigrationError (ValueError)        cases a migration cannot place; nothing was written
     └── DeliveryError (OSError)            notifier failure (kept in the outbox, never raised
                                            into a transition)
 """
@@ -50,10 +52,12 @@ __all__ = [
     "EstateflowError",
     "ExpressionError",
     "FieldProblem",
+    "MigrationError",
     "MissingFields",
     "NoticeParseError",
     "Problem",
     "RoleNotAllowed",
+    "ScenarioError",
     "SchemaError",
     "TransitionError",
     "TriggerNotAllowed",
@@ -103,6 +107,12 @@ class ConfigError(_ProblemsError):
     """The estateflow.yaml configuration is not valid."""
 
     kind = "configuration"
+
+
+class ScenarioError(_ProblemsError):
+    """A simulation scenario file is not valid (or names workflows, triggers or states that do not exist)."""
+
+    kind = "scenario"
 
 
 class ExpressionError(EstateflowError, ValueError):
@@ -284,6 +294,19 @@ class ClockError(EstateflowError, ValueError):
         self.clock = clock
         self.reason = reason
         super().__init__(f"case {case}, clock {clock!r}: {reason}")
+
+
+class MigrationError(EstateflowError, ValueError):
+    """A migration was refused before anything was written: ``cases`` lists (number, state) pairs
+    that have no place in the target revision, ``reason`` says why."""
+
+    def __init__(self, workflow: str, reason: str, cases: Sequence[tuple[str, str]] = ()) -> None:
+        self.workflow = workflow
+        self.reason = reason
+        self.cases = list(cases)
+        listed = ", ".join(f"{number} ({state})" for number, state in self.cases[:20])
+        more = f" and {len(self.cases) - 20} more" if len(self.cases) > 20 else ""
+        super().__init__(f"migration of {workflow} refused: {reason}" + (f": {listed}{more}" if listed else ""))
 
 
 class DeliveryError(EstateflowError, OSError):

@@ -23,7 +23,7 @@ from ._schema import workflow_versions
 from ._spec import WorkflowSpec
 from ._validate import load_workflow, load_workflow_file
 
-__all__ = ["Revision", "WorkflowRegistry", "default_workflow_dir", "workflow_files"]
+__all__ = ["Revision", "StoredRevision", "WorkflowRegistry", "default_workflow_dir", "workflow_files"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,22 @@ class Revision:
     machine: WorkflowMachine
     path: str | None
     created_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@r{self.revision}"
+
+
+@dataclass(frozen=True)
+class StoredRevision:
+    """A row of ``workflow_versions`` as listed to people: no spec is parsed to list it."""
+
+    name: str
+    revision: int
+    version_label: str
+    digest: str
+    created_at: datetime
+    path: str | None
 
     @property
     def key(self) -> str:
@@ -113,6 +129,24 @@ class WorkflowRegistry:
     def names(self) -> list[str]:
         return sorted(set(self._files) | set(self._latest))
 
+    @property
+    def file_names(self) -> list[str]:
+        """Workflows read from files by this registry (not yet necessarily recorded)."""
+        return sorted(self._files)
+
+    def file_spec(self, name: str) -> WorkflowSpec:
+        """The spec of the loaded file named ``name`` (what ``graph`` and ``validate`` show)."""
+        if name not in self._files:
+            raise WorkflowNotFound(name, self._files)
+        return self._files[name][0]
+
+    def file_text(self, name: str) -> tuple[str, str]:
+        """(YAML text, path) of the loaded file named ``name``."""
+        if name not in self._files:
+            raise WorkflowNotFound(name, self._files)
+        _, text, path = self._files[name]
+        return text, path
+
     # -- revisions ------------------------------------------------------------------------
     def sync(self, conn: sa.Connection, now: datetime) -> list[str]:
         """Record loaded files as revisions; returns warnings. Call inside a transaction."""
@@ -157,6 +191,29 @@ class WorkflowRegistry:
             self._revisions[key] = Revision(name, revision, spec.version, digest, spec,
                                             WorkflowMachine(spec), path)
         return self._revisions[key]
+
+    def latest(self, name: str) -> int:
+        """The newest revision number of ``name`` in the database (as of the last sync)."""
+        if name not in self._latest:
+            raise WorkflowNotFound(name, self.names)
+        return self._latest[name]
+
+    def revisions(self, conn: sa.Connection, name: str | None = None) -> list[StoredRevision]:
+        """Every stored revision (of ``name``, or of all workflows), oldest first per name."""
+        query = sa.select(workflow_versions.c.name, workflow_versions.c.revision, workflow_versions.c.version_label,
+                          workflow_versions.c.digest, workflow_versions.c.created_at, workflow_versions.c.path)
+        if name is not None:
+            query = query.where(workflow_versions.c.name == name)
+        rows = conn.execute(query.order_by(workflow_versions.c.name, workflow_versions.c.revision)).all()
+        return [StoredRevision(r.name, r.revision, r.version_label, r.digest, r.created_at, r.path) for r in rows]
+
+    def spec_of(self, name: str, revision: int, conn: sa.Connection | None = None) -> WorkflowSpec:
+        """The spec of ``name@rREVISION``; without ``conn`` only a revision already in memory.
+
+        Raises :class:`WorkflowNotFound` rather than guessing, so a caller that masks personal
+        data by the spec's rules fails closed.
+        """
+        return self.get(conn, name, revision).spec
 
     def get(self, conn: sa.Connection | None, name: str, revision: int | None = None) -> Revision:
         """A revision (default: the newest in the database), rebuilt from stored text if needed."""
