@@ -120,6 +120,7 @@ def main(ctx: click.Context, db: str, workflows: str | None, actors: str | None,
 from estateflow import _cli_cases  # noqa: E402,F401  (registers the case commands)
 from estateflow import _cli_admin  # noqa: E402,F401  (registers set-up and admin commands)
 from estateflow import _cli_ops  # noqa: E402,F401  (registers operator commands)
+from estateflow import _cli_data  # noqa: E402,F401  (registers import and purge)
 
 
 def run() -> None:  # pragma: no cover - console entry point alias
