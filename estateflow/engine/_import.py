@@ -164,13 +164,13 @@ class Importer:
         report.warnings.extend(plan.warnings)
         report.problems.extend(plan.problems)
         zone = ZoneInfo(self.engine.calendar_zone(spec))
-        rows, problems = check_rows(spec, plan, sheet.rows, zone=zone, state_map=state_map, value_map=value_map,
+        rows, problems, numbers = check_rows(spec, plan, sheet.rows, zone=zone, state_map=state_map, value_map=value_map,
                                     actor=actor, now=now)
         report.problems.extend(problems)
         with self.engine.db.connect() as conn:
             transaction = conn.begin()
             try:
-                self._taken_numbers(conn, rows, plan.column_of("number"), report)
+                self._taken_numbers(conn, numbers, plan.column_of("number"), report)
                 if report.problems:
                     report.problems.sort()
                     transaction.rollback()
@@ -189,8 +189,7 @@ class Importer:
         return report
 
     @staticmethod
-    def _taken_numbers(conn: sa.Connection, rows: list[ImportRow], column: str, report: ImportReport) -> None:
-        given = {row.number: row.line for row in rows if row.number}
+    def _taken_numbers(conn: sa.Connection, given: dict[str, int], column: str, report: ImportReport) -> None:
         names = list(given)
         for i in range(0, len(names), 500):
             chunk = names[i:i + 500]

@@ -200,7 +200,11 @@ def parse_local(value: Any, zone: ZoneInfo) -> datetime:
     except ValueError as exc:
         raise ValueError(f"not a date: {value!r} ({exc})") from None
     if offset:
-        return datetime.fromisoformat(result.isoformat() + (offset if offset != "Z" else "+00:00"))
+        if offset == "Z":
+            offset = "+00:00"
+        elif ":" not in offset:
+            offset = f"{offset[:3]}:{offset[3:]}"
+        return datetime.fromisoformat(result.isoformat() + offset)
     return result.replace(tzinfo=zone)
 
 
@@ -255,24 +259,26 @@ def _state_of(spec: WorkflowSpec, raw: Any, state_map: Mapping[str, str]) -> str
 
 def check_rows(spec: WorkflowSpec, plan: ColumnPlan, rows: list[tuple[int, dict[str, Any]]], *, zone: ZoneInfo,
                state_map: Mapping[str, str], value_map: Mapping[str, Mapping[str, str]], actor: Actor,
-               now: datetime) -> tuple[list[ImportRow], list[ImportProblem]]:
-    """Every row checked; a row with any problem is left out and all its problems reported."""
+               now: datetime) -> tuple[list[ImportRow], list[ImportProblem], dict[str, int]]:
+    """Every row checked; a row with any problem is left out and all its problems reported.
+    Also returns every case number in the file with the line it first appears on."""
     good: list[ImportRow] = []
     problems: list[ImportProblem] = []
     seen: dict[str, int] = {}
+    number_column = next((c for c, t in plan.targets.items() if t == "number"), None)
     for line, cells in rows:
         found: list[ImportProblem] = []
         row = _check_row(spec, plan, line, cells, zone, state_map, value_map, actor, now, found)
-        if row is not None and row.number is not None:
-            if row.number in seen:
-                found.append(ImportProblem(line, plan.column_of("number"),
-                                           f"duplicate number {row.number!r} (also on line {seen[row.number]})"))
-            else:
-                seen[row.number] = line
+        number = str(cells.get(number_column, "")).strip() if number_column else ""
+        if number and number in seen:
+            found.append(ImportProblem(line, plan.column_of("number"),
+                                       f"duplicate number {number!r} (also on line {seen[number]})"))
+        elif number:
+            seen[number] = line
         problems.extend(found)
         if row is not None and not found:
             good.append(row)
-    return good, problems
+    return good, problems, seen
 
 
 def _check_row(spec: WorkflowSpec, plan: ColumnPlan, line: int, cells: Mapping[str, Any], zone: ZoneInfo,
