@@ -128,6 +128,7 @@ from estateflow import _cli_admin  # noqa: E402,F401  (registers set-up and admi
 from estateflow import _cli_ops  # noqa: E402,F401  (registers operator commands)
 from estateflow import _cli_reports  # noqa: E402,F401  (registers the report commands)
 from estateflow import _cli_simulate  # noqa: E402,F401  (registers simulate)
+from estateflow import _cli_data  # noqa: E402,F401  (registers import and purge)
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

@@ -12,9 +12,9 @@ import hashlib
 import logging
 import shutil
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -32,6 +32,10 @@ from ._steps import Steps
 from ._store import CaseStore, row_to_case
 from ._timers import TickResult, TimerRunner
 from ._types import SYSTEM, Actor, Attachment, Case, ClockStatus, Delegation, Event, Link
+
+if TYPE_CHECKING:
+    from ._import import ImportReport
+    from ._purge import PurgeReport
 
 __all__ = ["Engine", "HOOK_EVENTS"]
 
@@ -398,6 +402,35 @@ class Engine:
                                               source=source, note=note, now=now_)
             return self.clock_rules.recompute_calendar(conn, calendar, now_)
         return self._run(step, now)
+
+    # -- moving in and personal data -------------------------------------------------------
+    def import_cases(self, source: str | Path | Iterable[Mapping[str, Any]], *, workflow: str,
+                     mapping: Mapping[str, str] | None = None, state_map: Mapping[str, str] | None = None,
+                     value_map: Mapping[str, Mapping[str, str]] | None = None, dry_run: bool = False,
+                     actor: Actor | str = "system", now: datetime | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> ImportReport:
+        """Bring cases over from the register kept before (a .csv/.xlsx file, or row mappings):
+        original numbers, true received times, states; all rows or none. Row problems are in
+        ``report.problems`` (line and column each) and then nothing is written; ``dry_run``
+        does everything and rolls back. See :mod:`estateflow.engine._import`."""
+        from ._import import Importer
+
+        return Importer(self).run(source, workflow=workflow, mapping=dict(mapping or {}),
+                                  state_map=dict(state_map or {}), value_map=dict(value_map or {}),
+                                  dry_run=dry_run, actor=self.resolve_actor(actor),
+                                  now=_aware(now) if now is not None else utcnow(), progress=progress)
+
+    def purge(self, closed_before: date | datetime, *, workflow: str | None = None, dry_run: bool = False,
+              actor: Actor | str = "system", now: datetime | None = None,
+              progress: Callable[[int, int], None] | None = None) -> PurgeReport:
+        """Anonymise the personal fields of cases closed before ``closed_before`` (a date is
+        midnight in the workflow calendar's zone) everywhere they were written, keeping numbers,
+        states, times and report columns; one ``purged`` event per case; idempotent. Needs role
+        ``admin`` or one of the workflow's ``personal_data_roles``. See :mod:`._purge`."""
+        from ._purge import Purger
+
+        return Purger(self).run(closed_before, workflow=workflow, dry_run=dry_run, actor=self.resolve_actor(actor),
+                                now=_aware(now) if now is not None else utcnow(), progress=progress)
 
     # -- reading API ----------------------------------------------------------------------
     def get(self, case_id: int | str, *, actor: Actor | str | None = None) -> Case:

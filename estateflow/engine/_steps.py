@@ -99,7 +99,10 @@ class Steps:
             raise RoleNotAllowed(actor.id, f"open a case in community {community!r}", sorted(actor.communities),
                                  "community not served")
         received_at = received_at or now
-        number = number or self.make_number(conn, spec, clean, received_at)
+        if number:
+            self.claim_number(conn, spec, number)
+        else:
+            number = self.make_number(conn, spec, clean, received_at)
         state = spec.initial_state
         values = self.row_values(spec, clean, state, number)
         case_id = self.store.insert_case(conn, dict(
@@ -126,6 +129,14 @@ class Steps:
         key = _render_without_seq(spec.number, values)
         seq = self.store.next_number(conn, key)
         return spec.number.format(seq=seq, **values)
+
+    def claim_number(self, conn: sa.Connection, spec: WorkflowSpec, number: str) -> None:
+        """A number given from outside: move its sequence past it so it is never generated again."""
+        from ._numbers import number_key
+
+        found = number_key(spec.number, number)
+        if found is not None:
+            self.store.bump_number_past(conn, *found)
 
     @staticmethod
     def row_values(spec: WorkflowSpec, data: Mapping[str, Any], state: str, number: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ._errors import CaseNotFound
-from ._schema import attachments, case_events, case_links, cases, sequences, sla_clocks
+from ._schema import attachments, case_events, case_links, cases, sla_clocks
 from ._types import Attachment, Case, Event, Link
 
 __all__ = ["CaseStore"]
@@ -113,11 +113,12 @@ class CaseStore:
         return conn.execute(stmt, {"key": key}).scalar_one()
 
     def bump_number_past(self, conn: sa.Connection, key: str, value: int) -> None:
-        current = conn.execute(sa.select(sequences.c.value).where(sequences.c.key == key)).scalar()
-        if current is None:
-            conn.execute(sequences.insert().values(key=key, value=value))
-        elif current < value:
-            conn.execute(sequences.update().where(sequences.c.key == key).values(value=value))
+        """Move the counter ``key`` to at least ``value`` in one statement, so a number brought
+        in from elsewhere is never generated again (no read-then-write race with ``open``)."""
+        bigger = "GREATEST" if self.dialect == "postgresql" else "MAX"
+        conn.execute(sa.text("INSERT INTO sequences (key, value) VALUES (:key, :value) ON CONFLICT (key) "
+                             f"DO UPDATE SET value = {bigger}(sequences.value, excluded.value)"),
+                     {"key": key, "value": value})
 
     def insert_case(self, conn: sa.Connection, values: Mapping[str, Any]) -> int:
         return conn.execute(cases.insert().values(**values).returning(cases.c.id)).scalar_one()
