@@ -367,3 +367,29 @@ defaults:
     assert found[1].startswith("estateflow.yaml:8:11: digest: option 'window': a digest window is wall-clock")
     assert found[2].startswith("estateflow.yaml:10:13: defaults: option 'language'")
     assert len(found) == 3  # "8" is a valid time (08:00)
+
+
+def test_three_daemons_together_respect_one_rate_limit(db_url, tmp_path, receiver):
+    config = webhook_config(receiver).replace("    timeout: 2\n",
+                                              "    timeout: 2\n    rate_limit: {count: 5, per_seconds: 60}\n")
+    engines = [engine_with(db_url, tmp_path, config) for _ in range(3)]
+    for index, eng in enumerate(engines):
+        eng.outbox.worker = f"daemon-{index}"
+    start_cases(engines[0], 6)
+    engines[0].tick(now=AFTER_BREACH, deliver=False)
+    assert len(rows(engines[0])) == 18
+
+    def minute(now) -> int:
+        before = receiver.attempts
+        threads = [threading.Thread(target=eng.deliver, kwargs={"now": now}) for eng in engines]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return receiver.attempts - before
+
+    sent = [minute(AFTER_BREACH + timedelta(seconds=s)) for s in (0, 20, 40)]
+    assert sum(sent) == 5  # three daemons, one budget of 5 a minute
+    later = [minute(AFTER_BREACH + timedelta(seconds=s)) for s in range(60, 300, 20)]
+    assert sum(sent) + sum(later) == 18 and max(later) <= 5
+    assert receiver.repeats() == 0 and all(r.status == "sent" for r in rows(engines[0]))
