@@ -377,6 +377,8 @@ class Engine:
         """Fire every due timer (in due order, each exactly once), then deliver the outbox."""
         now = _aware(now) if now is not None else utcnow()
         self.workflows()
+        if deliver:
+            self.notifiers()  # a broken estateflow.yaml stops the tick before any timer fires
         self._ensure_recurring(now)
         result = self.timer_runner.tick(now, limit=limit)
         if deliver:

@@ -83,8 +83,9 @@ class OutboxDelivery:
 
     def deliver(self, now: datetime, *, limit: int = 500) -> DeliveryResult:
         result = DeliveryResult()
+        notifiers = self.engine.notifiers()  # a bad configuration fails before anything is claimed
+        self.engine.delivery_policy()
         rows = self.claim(now, limit)
-        notifiers = self.engine.notifiers()
         for row in self._apply_policy(rows, now, result):
             notifier = notifiers.get(row.channel)
             if notifier is None:
