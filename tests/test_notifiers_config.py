@@ -307,3 +307,35 @@ def test_document_that_is_not_a_mapping(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.problems[0].line == 1
+
+
+def test_named_calendars_come_from_the_configuration(tmp_path, sqlite_url):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from estateflow import Engine
+    from tests.engine_helpers import DATA, ACTORS
+    from estateflow import StaticDirectory
+
+    source = (DATA / "ticket.yaml").read_text(encoding="utf-8").replace('version: "1"', 'version: "1"\ncalendar: hk')
+    (tmp_path / "wf").mkdir()
+    (tmp_path / "wf" / "ticket.yaml").write_text(source, encoding="utf-8")
+    config = parse_config("calendars:\n  hk: {country: HK, timezone: Asia/Hong_Kong}\n", "estateflow.yaml")
+    engine = Engine(sqlite_url, tmp_path / "wf", create=True, config=config, directory=StaticDirectory(ACTORS))
+    assert engine.calendar_set.names == ["cn", "hk"]
+    monday = datetime(2025, 9, 29, 10, tzinfo=ZoneInfo("Asia/Hong_Kong"))
+    case = engine.open("ticket", {"community": "east", "summary": "x"}, actor="clerk", now=monday)
+    engine.fire(case.id, "start", actor="clerk", data={"assignee": "worker", "department": "eng"}, now=monday)
+    [clock] = engine.clocks(case.id, now=monday)
+    # Hong Kong: 1 October is a holiday, 2 and 3 October are working days (the mainland rests to the 8th).
+    assert clock.calendar == "hk"
+    assert clock.due_at == datetime(2025, 10, 3, 18, tzinfo=ZoneInfo("Asia/Hong_Kong"))
+
+
+def test_bad_calendar_options_are_reported_with_positions():
+    with pytest.raises(ConfigError) as caught:
+        parse_config("calendars:\n  hk: {country: HK, timezone: Asia/Hong_Kongg}\n  x: {contry: CN}\n",
+                     "estateflow.yaml")
+    assert [str(p).split(" (hint")[0] for p in caught.value.problems] == [
+        "estateflow.yaml:2:3: calendar 'hk': unknown time zone 'Asia/Hong_Kongg'",
+        "estateflow.yaml:3:7: calendar 'x': unknown option 'contry'"]

@@ -14,11 +14,12 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
 
 from ._calendar import BusinessCalendar
 from ._schema import calendar_overrides, calendar_years
 
-__all__ = ["CalendarSet"]
+__all__ = ["CalendarOptions", "CalendarSet"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,20 @@ _OVERRIDES = (sa.select(sa.func.count().label("n"), sa.func.max(calendar_overrid
               .where(calendar_overrides.c.calendar == sa.bindparam("w_name")).subquery())
 _STAMP = sa.select(_OVERRIDES, sa.select(sa.func.count()).where(
     calendar_years.c.calendar == sa.bindparam("w_name")).scalar_subquery().label("years"))
+
+
+class CalendarOptions(BaseModel):
+    """One named calendar in ``estateflow.yaml``'s ``calendars:`` section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    country: str | None = "CN"
+    timezone: str = "Asia/Shanghai"
+    business_hours: list[tuple[str, str]] = [("09:00", "18:00")]
+    fallback_weekends: bool = False
+
+    def build(self, name: str) -> BusinessCalendar:
+        return BusinessCalendar(name, timezone=self.timezone, business_hours=self.business_hours,
+                                country=self.country, fallback_weekends=self.fallback_weekends)
 
 
 class CalendarSet:

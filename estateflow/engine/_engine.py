@@ -99,6 +99,9 @@ class Engine:
         self.registry: WorkflowRegistry | None = None
         self.config = config
         self.steps = Steps(self)
+        if calendars is None and config is not None:
+            configured = getattr(self._loaded_config(), "calendars", None)
+            calendars = {**CalendarSet().base, **configured} if configured else None
         self.calendar_set = calendars if isinstance(calendars, CalendarSet) else CalendarSet(calendars)
         self.clock_rules = ClockRules(self)
         self.notices = Notices(self)

@@ -31,7 +31,7 @@ from ._registry import get_kind, known_kinds
 
 __all__ = ["ChannelConfig", "NotifierConfig", "SECTIONS", "load_config", "parse_config"]
 
-SECTIONS = ("channels", "quiet_hours", "digest", "directory", "defaults")
+SECTIONS = ("channels", "quiet_hours", "digest", "directory", "defaults", "calendars")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
@@ -61,6 +61,7 @@ class NotifierConfig:
     sections: dict[str, Any] = field(default_factory=dict)
     yaml: LoadedYaml | None = None
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    calendars: dict[str, Any] = field(default_factory=dict)  # name -> BusinessCalendar
 
     def build(self) -> dict[str, Notifier]:
         """Build every channel; on any failure close the ones built and raise one ConfigError."""
@@ -147,7 +148,32 @@ class _Checker:
                                             log_kind.options_model.model_validate({"kind": "log"}),
                                             1, 1)
         policy = self.policy(sections, set(channels))
-        return NotifierConfig(self.loaded.filename, channels, sections, self.loaded, policy)
+        calendars = self.calendars(sections.get("calendars"))
+        return NotifierConfig(self.loaded.filename, channels, sections, self.loaded, policy, calendars)
+
+    def calendars(self, section: Any) -> dict[str, Any]:
+        """``calendars: {hk: {country: HK, timezone: Asia/Hong_Kong}}``; ``cn`` stays the default."""
+        from ..engine._calendars import CalendarOptions
+        from ..engine._errors import EstateflowError
+
+        if section is None:
+            return {}
+        if not isinstance(section, dict):
+            self.add(("calendars",), "'calendars' must be a mapping of calendar name to options",
+                     "e.g. calendars:\n  hk: {country: HK, timezone: Asia/Hong_Kong}")
+            return {}
+        built = {}
+        for name, options in section.items():
+            path = ("calendars", name)
+            model = self.section_model(CalendarOptions, options or {}, path, f"calendar {name!r}")
+            if model is None:
+                continue
+            try:
+                built[str(name)] = model.build(str(name))
+            except (EstateflowError, ValueError, LookupError) as exc:
+                text = str(exc)
+                self.add(path, text if f"calendar {name!r}" in text else f"calendar {name!r}: {text}", key=True)
+        return built
 
     # -- quiet hours, digest, defaults ----------------------------------------------------------
     def policy(self, sections: dict[str, Any], channels: set[str]) -> DeliveryPolicy:
