@@ -351,6 +351,7 @@ class Engine:
         now = _aware(now) if now is not None else utcnow()
         self.workflows()
         self._ensure_recurring(now)
+        self.reports.mailer.ensure(now)  # scheduled reports (estateflow.yaml 'reports:') are timer rows
         result = self.timer_runner.tick(now, limit=limit)
         if deliver:
             result.delivered = len(self.deliver(now).sent)

@@ -30,7 +30,7 @@ from ._registry import get_kind, known_kinds
 
 __all__ = ["ChannelConfig", "NotifierConfig", "SECTIONS", "load_config", "parse_config"]
 
-SECTIONS = ("channels", "quiet_hours", "digest", "directory", "defaults")
+SECTIONS = ("channels", "quiet_hours", "digest", "directory", "defaults", "reports")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
@@ -59,6 +59,7 @@ class NotifierConfig:
     channels: dict[str, ChannelConfig]
     sections: dict[str, Any] = field(default_factory=dict)
     yaml: LoadedYaml | None = None
+    reports: list[Any] = field(default_factory=list)  # validated ``reports:`` schedules
 
     def build(self) -> dict[str, Notifier]:
         """Build every channel; on any failure close the ones built and raise one ConfigError."""
@@ -144,7 +145,11 @@ class _Checker:
             channels["log"] = ChannelConfig("log", "log",
                                             log_kind.options_model.model_validate({"kind": "log"}),
                                             1, 1)
-        return NotifierConfig(self.loaded.filename, channels, sections, self.loaded)
+        from ..reports._schedule import check_reports_section
+
+        reports, problems = check_reports_section(data.get("reports"), self.loaded, set(channels))
+        self.problems.extend(problems)
+        return NotifierConfig(self.loaded.filename, channels, sections, self.loaded, reports)
 
     # -- ${VAR} ---------------------------------------------------------------------------
     def substitute(self, value: Any, path: tuple[Any, ...]) -> Any:
