@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from estateflow.cli import State, _now, console, fail, handle_errors, main
+from estateflow.cli import State, _escape, _now, console, fail, handle_errors, main
 
 pass_state = click.make_pass_decorator(State)
 
@@ -71,7 +71,7 @@ def _emit(state: State, result: Any, as_json: bool, csv_file: str | None, xlsx_f
         try:
             render_xlsx(result, xlsx_file)
         except ImportError as exc:
-            fail(str(exc))
+            fail(_escape(str(exc)))
         written.append(xlsx_file)
     if html_file:
         Path(html_file).write_text(render_html(result), encoding="utf-8")

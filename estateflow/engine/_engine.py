@@ -383,6 +383,7 @@ class Engine:
         if deliver:
             self.notifiers()  # a broken estateflow.yaml stops the tick before any timer fires
         self._ensure_recurring(now)
+        self.reports.mailer.ensure(now)  # scheduled reports (estateflow.yaml 'reports:') are timer rows
         result = self.timer_runner.tick(now, limit=limit)
         if deliver:
             result.delivered = len(self.deliver(now).sent)

@@ -17,7 +17,7 @@ from sqlalchemy.types import TypeDecorator
 __all__ = ["SCHEMA_REVISION", "UTCDateTime", "metadata"]
 
 # Alembic head this code speaks; bump together with a new migration.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 metadata = sa.MetaData()
 
@@ -176,6 +176,8 @@ sla_clocks = sa.Table(
     sa.UniqueConstraint("case_id", "name", "cycle", name="uq_clock_cycle"),
     sa.Index("ix_sla_clocks_status_due", "status", "due_at"),
     sa.Index("ix_sla_clocks_name_started", "name", "started_at"),
+    sa.Index("ix_sla_clocks_started", "started_at"),
+    sa.Index("ix_sla_clocks_stopped", "stopped_at"),
 )
 
 timers = sa.Table(

@@ -31,7 +31,7 @@ from ._registry import get_kind, known_kinds
 
 __all__ = ["ChannelConfig", "NotifierConfig", "SECTIONS", "load_config", "parse_config"]
 
-SECTIONS = ("channels", "quiet_hours", "digest", "directory", "defaults", "calendars")
+SECTIONS = ("channels", "quiet_hours", "digest", "directory", "defaults", "calendars", "reports")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
@@ -62,6 +62,7 @@ class NotifierConfig:
     yaml: LoadedYaml | None = None
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     calendars: dict[str, Any] = field(default_factory=dict)  # name -> BusinessCalendar
+    reports: list[Any] = field(default_factory=list)  # validated ``reports:`` schedules
 
     def build(self) -> dict[str, Notifier]:
         """Build every channel; on any failure close the ones built and raise one ConfigError."""
@@ -149,7 +150,11 @@ class _Checker:
                                             1, 1)
         policy = self.policy(sections, set(channels))
         calendars = self.calendars(sections.get("calendars"))
-        return NotifierConfig(self.loaded.filename, channels, sections, self.loaded, policy, calendars)
+        from ..reports._schedule import check_reports_section
+
+        reports, problems = check_reports_section(data.get("reports"), self.loaded, set(channels))
+        self.problems.extend(problems)
+        return NotifierConfig(self.loaded.filename, channels, sections, self.loaded, policy, calendars, reports)
 
     def calendars(self, section: Any) -> dict[str, Any]:
         """``calendars: {hk: {country: HK, timezone: Asia/Hong_Kong}}``; ``cn`` stays the default."""

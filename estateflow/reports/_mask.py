@@ -48,6 +48,7 @@ class Masking:
         self.actor = actor
         self.unmasked = unmasked
         self._specs: dict[tuple[str, int | None], Any] = {}
+        self.hidden: list[str] = []
 
     def spec(self, conn: Any, workflow: str, revision: int | None = None) -> Any:
         key = (workflow, revision)
@@ -68,6 +69,7 @@ class Masking:
         if not any(self.may_see(s) for s in specs):
             needed = sorted({ADMIN, *(r for s in specs for r in s.personal_data_roles)})
             raise RoleNotAllowed(self.actor.id, "see personal data in reports", needed)
+        self.hidden = [name for name, spec in zip(workflows, specs) if not self.may_see(spec)]
 
     def personal(self, spec: Any, field: str) -> bool:
         declared = spec.fields.get(field)
@@ -82,4 +84,5 @@ class Masking:
 
     @property
     def masked(self) -> bool:
-        return not self.unmasked
+        """Whether any personal field may be masked (rows of workflows the reader may not see)."""
+        return not self.unmasked or bool(self.hidden)

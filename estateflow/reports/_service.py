@@ -31,7 +31,11 @@ When = date | datetime | str | None
 
 class Reports:
     def __init__(self, engine: Engine) -> None:
+        from ._mail import ReportMailer
+
         self.engine = engine
+        self.mailer = ReportMailer(engine)
+        engine.timer_handlers["report"] = self.mailer.fire
 
     def zone(self, calendar: str | None = None, workflow: str | None = None) -> str:
         """The time zone periods are cut in: the named calendar's, else the workflow's, else ``cn``'s."""

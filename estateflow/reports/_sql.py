@@ -53,10 +53,11 @@ def json_int(column: Any, key: str) -> Any:
 
 
 def seconds_between(dialect: str, start: Any, end: Any) -> Any:
-    """``end - start`` in seconds, computed by the database."""
+    """``end - start`` in seconds, computed by the database (SQLite's julianday keeps about a
+    millisecond, so its result is rounded to the second)."""
     if dialect == "postgresql":
         return sa.extract("epoch", end - start)
-    return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
+    return sa.func.round((sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0)
 
 
 def breach_recorded(clock: Any = sla_clocks) -> Any:

@@ -351,7 +351,8 @@ def _major_ids(f: list[Any], start: datetime, end: datetime, cutoff: datetime) -
 
 
 def _open_cases(ctx: ReportContext, ids: Any, limit: int) -> list[OpenCase]:
-    """The oldest ``limit`` cases among ``ids``, with their next due time as at the cutoff."""
+    """The oldest ``limit`` cases among ``ids``, with their next due time as at the cutoff (any
+    clock) and whether a non-soft clock was overdue then (as the overdue figures count)."""
     cutoff = ctx.cutoff
     sub = ids.subquery()
     rows = ctx.conn.execute(sa.select(cases).where(cases.c.id.in_(sa.select(sub.c.id)))
@@ -359,11 +360,17 @@ def _open_cases(ctx: ReportContext, ids: Any, limit: int) -> list[OpenCase]:
     if not rows:
         return []
     k = sla_clocks
-    due = dict(ctx.conn.execute(
-        sa.select(k.c.case_id, sa.func.min(k.c.due_at))
-        .where(k.c.case_id.in_([r.id for r in rows]), k.c.started_at < cutoff, k.c.due_at.is_not(None),
-               sa.or_(k.c.status.in_(("running", "paused")), k.c.stopped_at >= cutoff))
-        .group_by(k.c.case_id)).all())
+    soft = ctx.soft_clocks()
+    workflows = {r.id: r.workflow for r in rows}
+    due: dict[int, datetime] = {}
+    hard_due: dict[int, datetime] = {}
+    for case_id, name, due_at in ctx.conn.execute(
+            sa.select(k.c.case_id, k.c.name, k.c.due_at)
+            .where(k.c.case_id.in_(list(workflows)), k.c.started_at < cutoff, k.c.due_at.is_not(None),
+                   sa.or_(k.c.status.in_(("running", "paused")), k.c.stopped_at >= cutoff))):
+        due[case_id] = min(due.get(case_id, due_at), due_at)
+        if (workflows[case_id], name) not in soft:
+            hard_due[case_id] = min(hard_due.get(case_id, due_at), due_at)
     result = []
     for row in rows:
         next_due = due.get(row.id)
@@ -374,7 +381,7 @@ def _open_cases(ctx: ReportContext, ids: Any, limit: int) -> list[OpenCase]:
             community=row.community, unit=unit, summary=summary[:60] + ("…" if len(summary) > 60 else ""),
             department=row.department, handler=ctx.person(row.assignee), received_at=row.received_at,
             age_days=max((cutoff - row.received_at).total_seconds(), 0) / 86400, next_due_at=next_due,
-            overdue=next_due is not None and next_due < cutoff, major=bool(row.major), closed_at=row.closed_at))
+            overdue=row.id in hard_due and hard_due[row.id] < cutoff, major=bool(row.major), closed_at=row.closed_at))
     return result
 
 
