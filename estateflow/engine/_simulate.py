@@ -75,6 +75,15 @@ class TimelineEntry:
                     f"approved by {d.get('approved_by')}")
         if e == "notification":
             return f"{d.get('notice')} via {d.get('channel')} → {d.get('recipient')}: {d.get('subject')}"
+        if e == "spawn":
+            return f"opened {d.get('case')} ({d.get('workflow')}) for {d.get('item')!r} by {d.get('actor')}"
+        if e == "reassign":
+            moves = [f"{k} {v[0]} → {v[1]}" for k in ("assignee", "department")
+                     if isinstance(v := d.get(k), list) and len(v) == 2 and v[0] != v[1]]
+            return f"reassigned by {d.get('actor')}: {', '.join(moves) or 'no change'}" + \
+                (f" ({d['reason']})" if d.get("reason") else "")
+        if e == "note":
+            return f"note by {d.get('actor')}: {d.get('text')}"
         if e == "refused":
             return f"{d.get('step')} refused as expected: {d.get('error')}"
         return ", ".join(f"{k} {v}" for k, v in d.items() if v not in (None, "", [], {}))
@@ -176,7 +185,7 @@ def _check_names(scenario: Scenario, engine: Any) -> None:
                                     f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"))
 
     def spec_for(ref: str | None) -> Any:
-        name = opened.get((ref or "").split(".", 1)[0]) if ref and "." not in ref else opened.get(ref or "")
+        name = opened.get(ref or "")  # spawned children (alias.N) may be of another workflow: not checked
         return registry.spec_of(name, registry.latest(name)) if name in registry.names else None
 
     for step in scenario.steps:
