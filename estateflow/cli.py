@@ -121,6 +121,7 @@ from estateflow import _cli_cases  # noqa: E402,F401  (registers the case comman
 from estateflow import _cli_admin  # noqa: E402,F401  (registers set-up and admin commands)
 from estateflow import _cli_ops  # noqa: E402,F401  (registers operator commands)
 from estateflow import _cli_simulate  # noqa: E402,F401  (registers simulate)
+from estateflow import _cli_workflows  # noqa: E402,F401  (registers workflows list|diff, migrate)
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

@@ -317,7 +317,7 @@ class _Run:
     # -- the virtual clock ------------------------------------------------------------------
     def calendar(self) -> Any:
         names = self.engine.calendar_set.names
-        with self.engine.db.connect() as conn:
+        with self.engine.db.execution_options(estateflow_readonly=True).connect() as conn:
             return self.engine.calendar_set.get(conn, "cn" if "cn" in names else names[0])
 
     def add(self, start: datetime, duration: Duration) -> datetime:
@@ -336,7 +336,7 @@ class _Run:
     def advance_to(self, target: datetime) -> None:
         """Tick at the due time of every pending timer up to ``target``, in order, then stop there."""
         for _ in range(_MAX_TICKS):
-            with self.engine.db.connect() as conn:
+            with self.engine.db.execution_options(estateflow_readonly=True).connect() as conn:
                 due = conn.execute(sa.select(timers.c.due_at, timers.c.lease_until).where(
                     timers.c.status == "pending", timers.c.due_at <= target)).all()
             if not due:
@@ -353,7 +353,7 @@ class _Run:
 
     # -- reading what happened --------------------------------------------------------------
     def collect(self) -> None:
-        with self.engine.db.connect() as conn:
+        with self.engine.db.execution_options(estateflow_readonly=True).connect() as conn:
             events = conn.execute(sa.select(case_events, cases.c.number).join(cases, cases.c.id == case_events.c.case_id)
                                   .where(case_events.c.id > self.last_event).order_by(case_events.c.id)).all()
             sent = conn.execute(sa.select(outbox, cases.c.number).outerjoin(cases, cases.c.id == outbox.c.case_id)
