@@ -129,6 +129,7 @@ from estateflow import _cli_ops  # noqa: E402,F401  (registers operator commands
 from estateflow import _cli_reports  # noqa: E402,F401  (registers the report commands)
 from estateflow import _cli_simulate  # noqa: E402,F401  (registers simulate)
 from estateflow import _cli_data  # noqa: E402,F401  (registers import and purge)
+from estateflow import _cli_workflows  # noqa: E402,F401  (registers workflows list|diff, migrate)
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

@@ -41,7 +41,7 @@ def cli(*args: str, code: int = 0) -> str:
 
 
 def test_every_workflow_has_a_shipped_scenario_and_one_crosses_national_day():
-    assert {"national_day"} <= set(SCENARIOS)
+    assert {"complaint", "repair", "move_in", "renovation", "national_day"} <= set(SCENARIOS)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -188,3 +188,61 @@ def test_cli_prints_the_timeline_and_exits_1_when_a_check_fails(tmp_path):
     out = cli("simulate", str(broken), code=1)
     assert f"{broken}:3:5: which case?" in out
     assert "no shipped scenario" in cli("simulate", "nosuch", code=2)
+
+
+def test_reassign_note_extend_and_void_steps(tmp_path):
+    text = """\
+start: "2025-11-03 10:00"
+actors:
+  wang: {roles: [cs_clerk], communities: [lakeside]}
+  sun: {roles: [cs_manager], communities: [lakeside]}
+  ma: {roles: [handler], communities: [lakeside], departments: [security]}
+steps:
+  - open: complaint
+    alias: c
+    as: wang
+    data: {channel: hotline, community: lakeside, summary: 噪音}
+  - fire: assign
+    case: c
+    as: wang
+    data: {category: service, severity: ordinary, department: engineering, assignee: li}
+  - reassign: c                    # another department: the feedback clock starts a new cycle
+    as: wang
+    at: "2025-11-04 10:00"
+    assignee: ma
+    department: security
+    reason: 属于安保部
+  - note: c
+    as: ma
+    text: 已联系业主
+  - extend: feedback
+    case: c
+    as: sun
+    approved_by: 业主
+    due: "2025-11-10 18:00"
+  - void: c
+    as: wang
+    after: 1 day
+    reason: 重复登记
+expect:
+  cases:
+    c:
+      voided: true
+      assignee: ma
+      clocks:
+        feedback#1: {status: stopped, due: "2025-11-06 18:00"}
+        feedback: {cycles: 2, status: stopped, started: "2025-11-04 10:00", due: "2025-11-10 18:00"}
+  timeline:
+    - {at: "2025-11-04 10:00", case: c, event: reassign}
+    - {at: "2025-11-04 10:00", case: c, event: clock_start, clock: feedback, due: "2025-11-07 18:00"}
+    - {at: "2025-11-04 10:00", case: c, event: note}
+    - {at: "2025-11-04 10:00", case: c, event: extension, clock: feedback, old_due: "2025-11-07 18:00"}
+    - {at: "2025-11-05 10:00", case: c, event: void}
+  never:
+    - {case: c, event: warning}
+"""
+    result = run_text(text, tmp_path)
+    assert result.passed, result.failures
+    texts = [e.text() for e in result.timeline if e.event in ("reassign", "note")]
+    assert texts == ["reassigned by wang: assignee li → ma, department engineering → security (属于安保部)",
+                     "note by ma: 已联系业主"]

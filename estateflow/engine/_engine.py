@@ -36,6 +36,9 @@ from ._types import SYSTEM, Actor, Attachment, Case, ClockStatus, Delegation, Ev
 if TYPE_CHECKING:
     from ._import import ImportReport
     from ._purge import PurgeReport
+    from ._diff import WorkflowDiff
+    from ._migrate import MigrationPlan
+    from ._versions import RevisionInfo
 
 __all__ = ["Engine", "HOOK_EVENTS"]
 
@@ -437,6 +440,42 @@ class Engine:
 
         return Purger(self).run(closed_before, workflow=workflow, dry_run=dry_run, actor=self.resolve_actor(actor),
                                 now=_aware(now) if now is not None else utcnow(), progress=progress)
+
+    # -- revisions and migration (see _versions.py, _diff.py, _migrate.py) -----------------
+    def revisions(self, name: str | None = None) -> list[RevisionInfo]:
+        """Stored revisions (of ``name``, or all) with version labels and open/closed case counts."""
+        from ._versions import list_revisions
+
+        return list_revisions(self, name)
+
+    def diff(self, name: str, old: int | str, new: int | str) -> WorkflowDiff:
+        """What changed from ``name@rOLD`` to ``name@rNEW``, section by section (states,
+        transitions, clocks, fields, roles, notify, ...), read from the stored revisions."""
+        from ._diff import diff_specs
+        from ._versions import parse_revision
+
+        a, b = parse_revision(name, old), parse_revision(name, new)
+        registry = self.workflows()
+        with self._read_db.connect() as conn:
+            return diff_specs(registry.spec_of(name, a, conn), registry.spec_of(name, b, conn),
+                              f"{name}@r{a}", f"{name}@r{b}")
+
+    def migrate(self, name: str, to_revision: int | str, *, state_map: Mapping[str, str] | None = None,
+                dry_run: bool = False, actor: Actor | str = "system", now: datetime | None = None,
+                batch: int = 500) -> MigrationPlan:
+        """Move every open case of ``name`` to ``to_revision`` (``dry_run``: only plan it).
+
+        Cases in a state the target lacks must be placed by ``state_map`` ({old: new}) or the
+        whole migration is refused (:class:`MigrationError`) before anything is written. Clocks
+        follow the target's rules: removed → stopped, new target → due time recomputed from the
+        start, new clock starting in the case's state → started. Each batch is one transaction;
+        each case gets a ``migrated`` history event. The real run needs role ``admin``.
+        """
+        from ._migrate import migrate
+
+        self.workflows()
+        return migrate(self, name, to_revision, state_map=state_map, dry_run=dry_run, actor=actor,
+                       now=_aware(now) if now is not None else None, batch=batch)
 
     # -- reading API ----------------------------------------------------------------------
     def get(self, case_id: int | str, *, actor: Actor | str | None = None) -> Case:

@@ -75,6 +75,15 @@ class TimelineEntry:
                     f"approved by {d.get('approved_by')}")
         if e == "notification":
             return f"{d.get('notice')} via {d.get('channel')} → {d.get('recipient')}: {d.get('subject')}"
+        if e == "spawn":
+            return f"opened {d.get('case')} ({d.get('workflow')}) for {d.get('item')!r} by {d.get('actor')}"
+        if e == "reassign":
+            moves = [f"{k} {v[0]} → {v[1]}" for k in ("assignee", "department")
+                     if isinstance(v := d.get(k), list) and len(v) == 2 and v[0] != v[1]]
+            return f"reassigned by {d.get('actor')}: {', '.join(moves) or 'no change'}" + \
+                (f" ({d['reason']})" if d.get("reason") else "")
+        if e == "note":
+            return f"note by {d.get('actor')}: {d.get('text')}"
         if e == "refused":
             return f"{d.get('step')} refused as expected: {d.get('error')}"
         return ", ".join(f"{k} {v}" for k, v in d.items() if v not in (None, "", [], {}))
@@ -176,7 +185,7 @@ def _check_names(scenario: Scenario, engine: Any) -> None:
                                     f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"))
 
     def spec_for(ref: str | None) -> Any:
-        name = opened.get((ref or "").split(".", 1)[0]) if ref and "." not in ref else opened.get(ref or "")
+        name = opened.get(ref or "")  # spawned children (alias.N) may be of another workflow: not checked
         return registry.spec_of(name, registry.latest(name)) if name in registry.names else None
 
     for step in scenario.steps:
@@ -308,7 +317,7 @@ class _Run:
     # -- the virtual clock ------------------------------------------------------------------
     def calendar(self) -> Any:
         names = self.engine.calendar_set.names
-        with self.engine.db.connect() as conn:
+        with self.engine.db.execution_options(estateflow_readonly=True).connect() as conn:
             return self.engine.calendar_set.get(conn, "cn" if "cn" in names else names[0])
 
     def add(self, start: datetime, duration: Duration) -> datetime:
@@ -327,7 +336,7 @@ class _Run:
     def advance_to(self, target: datetime) -> None:
         """Tick at the due time of every pending timer up to ``target``, in order, then stop there."""
         for _ in range(_MAX_TICKS):
-            with self.engine.db.connect() as conn:
+            with self.engine.db.execution_options(estateflow_readonly=True).connect() as conn:
                 due = conn.execute(sa.select(timers.c.due_at, timers.c.lease_until).where(
                     timers.c.status == "pending", timers.c.due_at <= target)).all()
             if not due:
@@ -344,7 +353,7 @@ class _Run:
 
     # -- reading what happened --------------------------------------------------------------
     def collect(self) -> None:
-        with self.engine.db.connect() as conn:
+        with self.engine.db.execution_options(estateflow_readonly=True).connect() as conn:
             events = conn.execute(sa.select(case_events, cases.c.number).join(cases, cases.c.id == case_events.c.case_id)
                                   .where(case_events.c.id > self.last_event).order_by(case_events.c.id)).all()
             sent = conn.execute(sa.select(outbox, cases.c.number).outerjoin(cases, cases.c.id == outbox.c.case_id)
