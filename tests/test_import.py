@@ -6,7 +6,7 @@ above the header, Chinese column titles, dates in three notations, a GB18030 fil
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -40,10 +40,6 @@ def import_complaints(engine, **kwargs):
 def clock(engine, number, name, now=NOW):
     [found] = [c for c in engine.clocks(number, now=now) if c.name == name]
     return found
-
-
-def utc(*args):
-    return datetime(*args, tzinfo=timezone.utc)
 
 
 def test_import_keeps_numbers_received_times_and_states_and_moves_the_sequence(engine):

@@ -9,7 +9,9 @@ from ._engine import HOOK_EVENTS, ActionContext, Engine
 from ._errors import *  # noqa: F403
 from ._errors import __all__ as _errors_all
 from ._durations import Duration
+from ._import import ImportProblem, ImportReport
 from ._notice import HolidayNotice, parse_notice
+from ._purge import PurgeReport
 from ._spec import WorkflowSpec
 from ._timers import TickResult
 from ._types import SYSTEM, Actor, Attachment, Case, ClockStatus, Delegation, Event, Link
@@ -31,7 +33,10 @@ __all__ = [
     "Engine",
     "Event",
     "HolidayNotice",
+    "ImportProblem",
+    "ImportReport",
     "Link",
+    "PurgeReport",
     "StaticDirectory",
     "TickResult",
     "WorkflowSpec",

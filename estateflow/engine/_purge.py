@@ -171,15 +171,16 @@ class Purger:
             raise ValueError(f"closed_before={closed_before!r} is naive; pass a date or an aware datetime")
         registry = self.engine.workflows()
         names = [workflow] if workflow else registry.names
-        newest = {name: registry.get(None, name).spec for name in names}
-        for name, spec in newest.items():
-            allowed = purge_roles(spec)
-            if "system" not in actor.roles and not actor.roles & allowed:
-                raise RoleNotAllowed(actor.id, f"purge personal data of {name} cases", allowed)
         report = PurgeReport(_text(closed_before), dry_run)
         with self.engine.db.connect() as conn:
             transaction = conn.begin()
             try:
+                # newest revisions read from the database: a workflow whose file was removed
+                # still has cases (and personal data) to purge
+                newest = {name: registry.get(conn, name).spec for name in names}
+                for name, spec in newest.items():
+                    if "system" not in actor.roles and not actor.roles & purge_roles(spec):
+                        raise RoleNotAllowed(actor.id, f"purge personal data of {name} cases", purge_roles(spec))
                 todo = [(name, case_id) for name in names
                         for case_id in self._candidates(conn, name, self._cutoff(closed_before, newest[name]), actor)]
                 for index, (name, case_id) in enumerate(todo, start=1):

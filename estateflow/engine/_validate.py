@@ -210,6 +210,14 @@ class _Checker:
                 except ValueError as exc:
                     self.add((*path, "default"), f"default does not fit the field: {exc}")
 
+        if "personal_data_roles" in self.spec.model_fields_set:
+            # These roles see personal data and may purge it: a misspelt one would quietly
+            # leave the data to nobody but admin.
+            for i, role in enumerate(self.spec.personal_data_roles):
+                if role not in self.spec.roles and role != "admin":
+                    self.add(("personal_data_roles", i), f"unknown role {role!r}",
+                             self.suggest(role, self.spec.roles))
+
     def check_number(self) -> None:
         pattern = self.spec.number
         try:
