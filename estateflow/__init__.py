@@ -44,6 +44,7 @@ __all__ = [
     "SYSTEM",
     "SchemaError",
     "StaticDirectory",
+    "StorageError",
     "TickResult",
     "TransitionError",
     "TriggerNotAllowed",
