@@ -49,6 +49,7 @@ __all__ = [
     "ScenarioError",
     "SchemaError",
     "StaticDirectory",
+    "StorageError",
     "TickResult",
     "TransitionError",
     "TriggerNotAllowed",

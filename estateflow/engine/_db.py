@@ -17,10 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from ._errors import SchemaError
+from ._errors import SchemaError, StorageError
 from ._schema import SCHEMA_REVISION
 
-__all__ = ["connect", "describe_url", "normalise_url", "upgrade_schema", "check_schema"]
+__all__ = ["connect", "describe_url", "normalise_url", "upgrade_schema", "check_schema", "sqlite_path"]
 
 log = logging.getLogger(__name__)
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -35,6 +35,15 @@ def normalise_url(url: str | URL) -> URL:
             and not parsed.database.startswith("file:"):
         parsed = parsed.set(database=os.path.abspath(parsed.database))
     return parsed
+
+
+def sqlite_path(database: str) -> str:
+    """The file behind a SQLite database name, also for ``file:...?mode=ro`` URI names."""
+    if database.startswith("file:"):
+        from urllib.parse import unquote, urlsplit
+
+        return unquote(urlsplit(database).path)
+    return database
 
 
 def describe_url(url: URL) -> str:
@@ -53,6 +62,7 @@ def connect(url: str | URL, *, sqlite_synchronous: str = "NORMAL", echo: bool = 
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         engine = sa.create_engine(parsed, **kwargs)
         _sqlite_pragmas(engine, sqlite_synchronous)
+        _storage_errors(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
         try:
@@ -61,7 +71,28 @@ def connect(url: str | URL, *, sqlite_synchronous: str = "NORMAL", echo: bool = 
             raise SchemaError(describe_url(parsed),
                               "PostgreSQL needs the psycopg driver: pip install 'estateflow[postgres]'") from None
         kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
-    return sa.create_engine(parsed, **kwargs)
+    engine = sa.create_engine(parsed, **kwargs)
+    _storage_errors(engine)
+    return engine
+
+
+def _storage_errors(engine: sa.Engine) -> None:
+    """Raise :class:`StorageError` naming the database instead of the driver's OperationalError.
+
+    Why here: a full disk, a read-only file or a server that went away can surface from any
+    statement of any call; translating at the connection keeps every caller (API, command
+    line, daemon) on one clear error. SQLAlchemy still invalidates a disconnected connection
+    before the new error propagates, and a failed pre-ping is left alone so the pool can
+    reconnect.
+    """
+    where = describe_url(engine.url)
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _translate(ctx: Any) -> None:
+        if ctx.is_pre_ping or not isinstance(ctx.sqlalchemy_exception, sa.exc.OperationalError):
+            return
+        reason = " ".join(str(ctx.original_exception).split()) or type(ctx.original_exception).__name__
+        raise StorageError(where, reason)
 
 
 def _sqlite_pragmas(engine: sa.Engine, synchronous: str) -> None:
@@ -99,7 +130,7 @@ def check_schema(engine: sa.Engine) -> None:
     url = engine.url
     where = describe_url(url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not os.path.exists(url.database):
+            and not os.path.exists(sqlite_path(url.database)):
         raise SchemaError(where, "no such file; create it with 'estateflow init' "
                                  "(or Engine(url, create=True))")
     with engine.connect() as conn:

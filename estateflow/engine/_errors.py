@@ -26,6 +26,8 @@ prose, which keeps messages consistent and makes them testable.
     ├── ActionError (RuntimeError)         a registered action raised; the step was rolled back
     ├── ConflictError (RuntimeError)       stale row_version; safe to retry
     ├── SchemaError (RuntimeError)         database missing, empty, older or newer than the code
+    ├── StorageError (OSError)             the database refused the operation (disk full, read-only,
+    │                                      unreachable); the transaction was rolled back
     ├── ClockError (ValueError)            e.g. extension without recorded consent
     ├── MigrationError (ValueError)        cases a migration cannot place; nothing was written
     └── DeliveryError (OSError)            notifier failure (kept in the outbox, never raised
@@ -59,6 +61,7 @@ __all__ = [
     "RoleNotAllowed",
     "ScenarioError",
     "SchemaError",
+    "StorageError",
     "TransitionError",
     "TriggerNotAllowed",
     "WorkflowError",
@@ -279,6 +282,19 @@ class ConflictError(EstateflowError, RuntimeError):
 
 class SchemaError(EstateflowError, RuntimeError):
     """The database is missing, empty, or at a schema version this code does not speak."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{where}: {reason}")
+
+
+class StorageError(EstateflowError, OSError):
+    """The database could not do what was asked: disk full, read-only file, server gone.
+
+    Raised instead of the driver's error so that callers (and the command line) get one line
+    naming the database; the transaction was rolled back, so a refused step wrote nothing.
+    """
 
     def __init__(self, where: str, reason: str) -> None:
         self.where = where

@@ -150,6 +150,11 @@ class WorkflowRegistry:
     # -- revisions ------------------------------------------------------------------------
     def sync(self, conn: sa.Connection, now: datetime) -> list[str]:
         """Record loaded files as revisions; returns warnings. Call inside a transaction."""
+        if conn.dialect.name == "postgresql":
+            # Several daemons (or threads) loading the same new file at once would each insert
+            # revision N and all but one die on uq_workflow_digest; SQLite's BEGIN IMMEDIATE
+            # already serialises this check-then-insert.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('estateflow-workflows'))"))
         warnings = []
         for name, (spec, text, path) in sorted(self._files.items()):
             digest = spec.digest()
