@@ -265,3 +265,16 @@ def test_clocks_of_a_state_follow_the_shortest_route():
     assert clocks_in_state(complaint, "assigned") == {"feedback": "running", "resolution": "running"}
     assert clocks_in_state(complaint, "major_review") == {"major_measures": "running", "resolution": "running"}
     assert clocks_in_state(complaint, "resolved") == {}
+
+
+def test_open_with_a_given_number_moves_the_sequence_past_it(engine):
+    given = engine.open("complaint", {"channel": "hotline", "community": "lakeside", "summary": "旧系统转入"},
+                        actor="wang", now=NOW, number="TS-2025-000041")
+    assert given.number == "TS-2025-000041"
+    following = engine.open("complaint", {"channel": "hotline", "community": "lakeside", "summary": "新"},
+                            actor="wang", now=NOW)
+    assert following.number == "TS-2025-000042"
+    engine.open("complaint", {"channel": "hotline", "community": "lakeside", "summary": "更早的号"},
+                actor="wang", now=NOW, number="TS-2025-000007")  # a lower number never moves it back
+    assert engine.open("complaint", {"channel": "hotline", "community": "lakeside", "summary": "再新"},
+                       actor="wang", now=NOW).number == "TS-2025-000043"
