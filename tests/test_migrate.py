@@ -374,3 +374,18 @@ def test_cli_workflows_list_diff_and_migrate(tmp_path, monkeypatch):
                           "--now", "2025-09-27T10:00+08:00"))
     assert [(m["case"], m["to_state"]) for m in plan["moves"]] == [("TS-2025-000001", "assigned")]
     assert json.loads(cli("--json", "show", "TS-2025-000001"))["revision"] == "complaint@r2"
+
+
+def test_a_state_mapped_to_a_final_state_closes_the_case_and_stops_its_clocks(db_url, tmp_path):
+    folder = workflow_dir(tmp_path)
+    with engine_for(db_url, folder) as engine:
+        case = assigned(engine, local(2025, 9, 26, 10))
+    write_revision_2(folder)
+    with engine_for(db_url, folder) as engine:
+        plan = engine.migrate("complaint", "r2", state_map={"assigned": "withdrawn"}, actor="admin", now=NOW)
+        assert [(c.clock, c.action) for c in plan.moves[0].clocks] == [("feedback", "stopped"),
+                                                                       ("resolution", "stopped")]
+        after = engine.get(case.id)
+        assert (after.state, after.closed_at, after.is_open) == ("withdrawn", NOW, False)
+        assert {c.status for c in engine.clocks(case.id)} == {"stopped"}
+        assert pending(engine, after) == []
