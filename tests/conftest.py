@@ -43,10 +43,26 @@ def _new_pg_database(admin_url: str) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
+def _drop_pg_database(admin_url: str, url: str) -> None:
+    """Drop a test's database (connections a test left open are closed by FORCE)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    conninfo = make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except psycopg.Error:  # e.g. a test that stopped the server; the cluster goes at session end
+        pass
+
+
 @pytest.fixture
-def pg_url(pg_admin_url: str) -> str:
-    """A fresh, empty PostgreSQL database."""
-    return _new_pg_database(pg_admin_url)
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped after the test."""
+    url = _new_pg_database(pg_admin_url)
+    yield url
+    _drop_pg_database(pg_admin_url, url)
 
 
 @pytest.fixture

@@ -78,7 +78,9 @@ class PgServer:
         )
 
     def stop(self) -> None:
+        """Stop the server and delete its cluster (a full suite leaves gigabytes of WAL)."""
         self.pg_ctl("stop", "-m", "fast", check=False)
+        shutil.rmtree(os.path.dirname(self.datadir), ignore_errors=True)
 
     def restart(self) -> None:
         self.pg_ctl("restart", "-m", "fast")

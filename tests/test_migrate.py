@@ -374,3 +374,36 @@ def test_cli_workflows_list_diff_and_migrate(tmp_path, monkeypatch):
                           "--now", "2025-09-27T10:00+08:00"))
     assert [(m["case"], m["to_state"]) for m in plan["moves"]] == [("TS-2025-000001", "assigned")]
     assert json.loads(cli("--json", "show", "TS-2025-000001"))["revision"] == "complaint@r2"
+
+
+def test_a_state_mapped_to_a_final_state_closes_the_case_and_stops_its_clocks(db_url, tmp_path):
+    folder = workflow_dir(tmp_path)
+    with engine_for(db_url, folder) as engine:
+        case = assigned(engine, local(2025, 9, 26, 10))
+    write_revision_2(folder)
+    with engine_for(db_url, folder) as engine:
+        plan = engine.migrate("complaint", "r2", state_map={"assigned": "withdrawn"}, actor="admin", now=NOW)
+        assert [(c.clock, c.action) for c in plan.moves[0].clocks] == [("feedback", "stopped"),
+                                                                       ("resolution", "stopped")]
+        after = engine.get(case.id)
+        assert (after.state, after.closed_at, after.is_open) == ("withdrawn", NOW, False)
+        assert {c.status for c in engine.clocks(case.id)} == {"stopped"}
+        assert pending(engine, after) == []
+
+
+def test_a_clock_awaiting_calendar_data_takes_the_new_target_when_the_data_comes(db_url, tmp_path):
+    folder = workflow_dir(tmp_path)
+    with engine_for(db_url, folder) as engine:
+        case = assigned(engine, local(2026, 12, 30, 10))  # 3 working days reach into 2027: no data yet
+        assert clock(engine, case, "feedback").status == "awaiting_calendar"
+    write_revision_2(folder)
+    with engine_for(db_url, folder) as engine:
+        plan = engine.migrate("complaint", "r2", state_map=MAP, actor="admin", now=local(2026, 12, 30, 11))
+        assert [(c.clock, c.action, c.new_due, c.target) for c in plan.moves[0].clocks] == \
+            [("feedback", "recomputed", None, "5 working days")]
+        days = {f"2027-01-{d:02d}": d not in (1, 2, 3, 9, 10) for d in range(1, 16)}
+        engine.set_calendar_days("cn", days, covered_years=[2027], now=local(2026, 12, 30, 12))
+        status = clock(engine, case, "feedback")
+        # from Wed 12-30: Thu 12-31, then Mon 01-04 .. Thu 01-07
+        assert (status.status, status.target, sh(status.due_at)) == ("running", "5 working days",
+                                                                     local(2027, 1, 7, 18))

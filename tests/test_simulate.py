@@ -246,3 +246,18 @@ expect:
     texts = [e.text() for e in result.timeline if e.event in ("reassign", "note")]
     assert texts == ["reassigned by wang: assignee li → ma, department engineering → security (属于安保部)",
                      "note by ma: 已联系业主"]
+
+
+def test_the_readme_scenario_example_passes(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("scenario: Repair across National Day 2025\nstart:")
+    result = run_text(readme[start:readme.index("```", start)], tmp_path)
+    assert result.passed and result.checks == 9, result.failures
+
+
+def test_advancing_past_the_calendar_data_is_reported_at_its_line(tmp_path):
+    text = "start: '2026-12-30 10:00'\nsteps:\n  - open: repair\n    as: wang\n    data: {channel: hotline, " \
+           "community: lakeside, summary: x}\n  - advance 3 working days\n"
+    result = run_text(text, tmp_path)
+    [failure] = result.failures
+    assert failure.line == 6 and "no holiday data for 2027" in failure.message

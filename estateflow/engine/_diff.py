@@ -136,8 +136,8 @@ def _keyed(items: Iterable[Any], key: Any) -> dict[str, Any]:
     return found
 
 
-def _transition_key(spec: WorkflowSpec) -> Any:
-    return lambda t: f"{t.trigger}: {', '.join(t.source)} → {t.dest or '(same state)'}"
+def _transition_key(t: Any) -> str:
+    return f"{t.trigger}: {', '.join(t.source)} → {t.dest or '(same state)'}"
 
 
 def _notify_key(n: Any) -> str:
@@ -151,8 +151,8 @@ def diff_specs(old: WorkflowSpec, new: WorkflowSpec, old_key: str = "old", new_k
     changes = _compare("workflow", {k: {k: a[k]} for k in _TOP}, {k: {k: b[k]} for k in _TOP})
     for section in ("fields", "roles", "states", "bands", "clocks", "templates"):
         changes += _compare(section, a[section], b[section])
-    changes += _compare("transitions", _keyed(old.transitions, _transition_key(old)),
-                        _keyed(new.transitions, _transition_key(new)))
+    changes += _compare("transitions", _keyed(old.transitions, _transition_key),
+                        _keyed(new.transitions, _transition_key))
     changes += _compare("notify", _keyed(old.notify, _notify_key), _keyed(new.notify, _notify_key))
     changes.sort(key=lambda c: SECTIONS.index(c.section))
     return WorkflowDiff(old_key, new_key, old.version, new.version, tuple(changes))

@@ -21,7 +21,7 @@ Clock rules (through :class:`ClockRules`, never by hand):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -171,7 +171,10 @@ class _Migration:
             return ClockChange(row.name, "stopped", row.due_at, None, row.target)
         duration = self.rules.target_of(target.spec, clock, case, self.now)
         calendar_name, calendar = self.rules.calendar_for(conn, target.spec, clock, case.data)
-        if row.due_at is not None and (duration != Duration.parse(row.target) or calendar_name != row.calendar):
+        if row.due_at is None:  # awaiting calendar data: only its target can change now
+            changed = duration != Duration.parse(row.target) or calendar_name != row.calendar
+            return ClockChange(row.name, "recomputed", None, None, str(duration)) if changed else None
+        if duration != Duration.parse(row.target) or calendar_name != row.calendar:
             return ClockChange(row.name, "recomputed", row.due_at,
                                self._recomputed(conn, row, duration, calendar), str(duration))
         old = source.spec.clocks.get(row.name)
@@ -225,11 +228,15 @@ class _Migration:
 
     def _retime(self, conn: sa.Connection, case: Any, row: Any, change: ClockChange) -> None:
         target = self.target
-        assert target is not None and change.new_due is not None and change.target is not None
+        assert target is not None and change.target is not None
         clock = target.spec.clocks[change.clock]
         calendar_name, calendar = self.rules.calendar_for(conn, target.spec, clock, case.data)
         duration = Duration.parse(change.target)
         due = change.new_due
+        if due is None:  # awaiting calendar data: its due time is computed from the new target later
+            conn.execute(sla_clocks.update().where(sla_clocks.c.id == row.id)
+                         .values(target=change.target, calendar=calendar_name))
+            return
         breached = row.breached_at is not None and due <= self.now
         values: dict[str, Any] = {"due_at": due, "target": change.target, "calendar": calendar_name}
         if row.breached_at is not None:

@@ -250,7 +250,11 @@ class _Run:
     def step(self, step: ScenarioStep) -> bool:
         target = step.at if step.at is not None else self.now
         if step.after is not None:
-            target = self.add(target, step.after)
+            try:
+                target = self.add(target, step.after)
+            except EstateflowError as exc:  # e.g. no calendar data for the year
+                self.fail(step.line, step.column, f"{step.describe()}: {exc}")
+                return False
         if target < self.now:
             self.fail(step.line, step.column, f"{step.describe()}: time cannot go back from "
                                               f"{_show(self.now.astimezone(self.zone))} to {_show(target)}")
