@@ -40,11 +40,16 @@ class DeliveryResult:
 
 class OutboxDelivery:
     def __init__(self, engine: Engine, worker: str, *, max_attempts: int = 8,
+                 give_up_after: timedelta = timedelta(hours=24),
                  base_delay: timedelta = timedelta(seconds=30), max_delay: timedelta = timedelta(hours=1),
                  lease: timedelta = timedelta(minutes=2)) -> None:
         self.engine = engine
         self.worker = worker
         self.max_attempts = max_attempts
+        # A retryable failure becomes a dead letter only after max_attempts *and* this long:
+        # eight attempts with backoff span only 32-64 minutes, so a receiver down for an hour
+        # would otherwise dead-letter the messages queued when it went down.
+        self.give_up_after = give_up_after
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.lease = lease
@@ -137,7 +142,8 @@ class OutboxDelivery:
         if error is None:
             values.update(status="sent", sent_at=now, last_error=None)
             result.sent.append(row.id)
-        elif not error.retryable or attempts >= self.max_attempts:
+        elif not error.retryable or (attempts >= self.max_attempts
+                                     and now - row.created_at >= self.give_up_after):
             values.update(status="dead", last_error=str(error)[:2000])
             result.dead.append(row.id)
             log.error("outbox %d dead after %d attempts: %s", row.id, attempts, error)
