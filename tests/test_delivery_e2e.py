@@ -252,7 +252,7 @@ def test_receiver_down_for_an_hour_loses_nothing_and_sees_nothing_twice(db_url, 
 
 def test_dead_letter_after_the_last_attempt_and_retry_brings_it_back(db_url, tmp_path, receiver):
     engine = engine_with(db_url, tmp_path, webhook_config(receiver))
-    engine.outbox.max_attempts = 4
+    engine.outbox.max_attempts, engine.outbox.give_up_after = 4, timedelta(0)
     start_cases(engine, 1)
     receiver.up = False
     now = AFTER_BREACH

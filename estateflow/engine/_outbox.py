@@ -43,11 +43,16 @@ class DeliveryResult:
 
 class OutboxDelivery:
     def __init__(self, engine: Engine, worker: str, *, max_attempts: int | None = None,
+                 give_up_after: timedelta | None = None,
                  base_delay: timedelta = timedelta(seconds=30), max_delay: timedelta = timedelta(hours=1),
                  lease: timedelta = timedelta(minutes=2)) -> None:
         self.engine = engine
         self.worker = worker
         self.max_attempts = max_attempts
+        # A retryable failure becomes a dead letter only after max_attempts *and* this long:
+        # eight attempts with backoff span only 32-64 minutes, so a receiver down for an hour
+        # would otherwise dead-letter the messages queued when it went down.
+        self.give_up_after = give_up_after
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.lease = lease
@@ -221,6 +226,15 @@ class OutboxDelivery:
                          .values(next_attempt_at=when, claimed_by=None, lease_until=None))
         result.deferred.extend(ids)
 
+    def _exhausted(self, row: Any, attempts: int, now: datetime) -> bool:
+        """Dead only after ``max_attempts`` *and* ``give_up_after`` (both from ``defaults:`` unless
+        set here): eight attempts with backoff span only about an hour, and a receiver down for
+        an hour must not turn the messages queued when it went down into dead letters."""
+        defaults = self.engine.delivery_policy().defaults
+        limit = self.max_attempts if self.max_attempts is not None else defaults.max_attempts
+        patience = self.give_up_after if self.give_up_after is not None else defaults.give_up_after
+        return attempts >= limit and now - row.created_at >= patience
+
     def backoff(self, attempts: int) -> timedelta:
         """Exponential backoff with full jitter in [delay/2, delay], capped at ``max_delay``."""
         delay = min(self.base_delay * (2 ** max(attempts - 1, 0)), self.max_delay)
@@ -232,8 +246,7 @@ class OutboxDelivery:
         if error is None:
             values.update(status="sent", sent_at=now, last_error=None)
             result.sent.append(row.id)
-        elif not error.retryable or attempts >= (self.max_attempts or
-                                                 self.engine.delivery_policy().defaults.max_attempts):
+        elif not error.retryable or self._exhausted(row, attempts, now):
             values.update(status="dead", last_error=str(error)[:2000])
             result.dead.append(row.id)
             log.error("outbox %d dead after %d attempts: %s", row.id, attempts, error)

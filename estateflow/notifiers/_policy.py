@@ -32,6 +32,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _wall_clock(value: Any, what: str) -> Any:
+    if isinstance(value, str):
+        parsed = Duration.parse(value)
+        if parsed.is_working_time or parsed.unit == "days":
+            raise ValueError(f"{what} is wall-clock time: minutes or hours")
+        return parsed.as_timedelta()
+    return value
+
+
 class QuietHours(_Model):
     """``from``–``to`` local time (may cross midnight) in which matching messages wait."""
 
@@ -92,24 +101,25 @@ class DigestRule(_Model):
     @field_validator("window", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            parsed = Duration.parse(value)
-            if parsed.is_working_time or parsed.unit == "days":
-                raise ValueError("a digest window is wall-clock time: minutes or hours")
-            return parsed.as_timedelta()
-        return value
+        return _wall_clock(value, "a digest window")
 
     def applies(self, channel: str, event: str) -> bool:
         return (self.channels is None or channel in self.channels) and event in self.events
 
 
 class Defaults(_Model):
-    """``max_attempts`` 16 with backoff from 30 s capped at 1 h rides out a receiver outage of
-    about five hours before a message becomes a dead letter (``outbox retry`` revives it)."""
+    """A retryable failure becomes a dead letter after ``max_attempts`` *and* ``give_up_after``
+    (backoff from 30 s, capped at 1 h); ``estateflow outbox retry`` revives dead letters."""
 
     channel: str = "log"
     language: Literal["zh", "en"] = "zh"
-    max_attempts: int = Field(default=16, ge=1, le=100)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    give_up_after: timedelta = timedelta(hours=24)
+
+    @field_validator("give_up_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return _wall_clock(value, "give_up_after")
 
 
 @dataclass(frozen=True)
