@@ -7,7 +7,9 @@ from the real working-day calendar, ~9% of them breached (with breach and escala
 cases older than three weeks closed but 1% left open, recent ones partly open; history rows for
 opening, assignment, closing, callbacks and breaches (~4.5 per case). The seeded databases are
 cached under /tmp/estateflow-bench-reports/ (SQLite files, and a PostgreSQL data directory kept
-between runs), so only the first run pays for seeding. Seeding uses relaxed durability
+between runs; ``--cache DIR`` or ESTATEFLOW_BENCH_CACHE puts them elsewhere, e.g. on /dev/shm when
+the disk is short: 1M cases take about 2.4 GB on SQLite and 3 GB on PostgreSQL), so only the first
+run pays for seeding. Seeding uses relaxed durability
 (SQLite ``synchronous=OFF``) — it is set-up, not a measured figure; reports run on the engine's
 normal connection.
 
@@ -36,7 +38,7 @@ from _common import ROOT, SH, Table, median, note, parse_args, print_header, spr
 
 import sqlalchemy as sa
 
-CACHE = Path("/tmp/estateflow-bench-reports")
+CACHE = Path(os.environ.get("ESTATEFLOW_BENCH_CACHE", "/tmp/estateflow-bench-reports"))
 SEED_VERSION = "3"
 NOW = datetime(2025, 10, 13, 9, 0, tzinfo=SH)
 SPAN = timedelta(days=730)
@@ -343,7 +345,11 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0], lambda p: (
         p.add_argument("--no-pg", action="store_true", help="SQLite only"),
         p.add_argument("--sizes", type=int, nargs="+", default=None, help="numbers of cases"),
-        p.add_argument("--reseed", action="store_true", help="ignore the cached databases")))
+        p.add_argument("--reseed", action="store_true", help="ignore the cached databases"),
+        p.add_argument("--cache", default=None, help="directory of the cached databases")))
+    global CACHE
+    if args.cache:
+        CACHE = Path(args.cache)
     print_header("reports.py", args)
     sizes = args.sizes or ([20_000] if args.quick else [1_000_000])
     table = Table("engine.report_*() on a seeded register (median, min..max; warm-up call shown as 'first')",

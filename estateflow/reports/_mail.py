@@ -11,7 +11,6 @@ and the week, so even a repeated firing cannot mail the same week twice.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..engine._expr import default_sandbox
+from ..engine._notices import Notices, _digest
 from ..engine._schema import outbox, timers
 from ._render import render_html, render_text
 from ._schedule import WeeklySchedule
@@ -50,10 +50,6 @@ REPORT_TEMPLATES: dict[str, dict[str, str]] = {
 }
 TEMPLATE_NAMES = {"scope", "period", "first_day", "last_day", "opened", "closed", "open_at_end", "overdue",
                   "on_time_rate", "major"}
-
-
-def _digest(address: str) -> str:
-    return hashlib.sha256(address.encode()).hexdigest()[:16]
 
 
 class ReportMailer:
@@ -168,8 +164,6 @@ class ReportMailer:
     def recipients(self, schedule: WeeklySchedule) -> list[str]:
         """Addresses for the schedule's channel: roles through the directory (in the report's
         community), actor ids by their e-mail or phone, anything else as written."""
-        from ..engine._notices import Notices
-
         directory = self.engine.directory
         found: list[str] = []
         for target in schedule.to:
