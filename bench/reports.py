@@ -16,7 +16,7 @@ normal connection.
 Timed (median of --repeats after one warm-up call): ``engine.report_weekly()`` (the last full
 week) and ``engine.report_sla()`` (the last full month) as `estateflow report` calls them, plus
 the register (a week) and ratings (a quarter) for information. Peer in the same run: a full
-scan of the cases table (``SELECT count(*) ... WHERE data LIKE ...``), i.e. what one pass over
+scan of the cases table (``SELECT count(*) ... WHERE search_text LIKE ...``), i.e. what one pass over
 every case costs on this database; a report below it shows it touches only the rows it needs.
 
     python3 bench/reports.py [--quick|--full] [--no-pg] [--sizes 1000000] [--reseed]
@@ -302,7 +302,7 @@ def measure(url: str, repeats: int) -> dict[str, Any]:
                 times.append(time.perf_counter() - t0)
             results[name] = (median(times), times, cold, report)
         scan = (sa.select(sa.func.count()).select_from(sa.text("cases"))
-                .where(sa.text("data LIKE '%never-there%'")))
+                .where(sa.text("search_text LIKE '%never-there%'")))
         times = []
         with engine.db.connect() as conn:
             conn.execute(scan).scalar()

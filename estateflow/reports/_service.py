@@ -72,6 +72,10 @@ class Reports:
         masking = Masking(engine, who, unmasked)
 
         def run(connection: sa.Connection) -> T:
+            if connection.dialect.name == "postgresql":
+                # JIT compilation cost ~1 s per report query on 1M cases (bench/README.md), more
+                # than the queries themselves: a report is a handful of index-driven aggregates.
+                connection.exec_driver_sql("SET LOCAL jit = off")
             ctx = ReportContext(engine, connection, chosen, scope, masking, lang, now)
             masking.check(connection, ctx.workflows())
             return builder(ctx)
