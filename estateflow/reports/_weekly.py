@@ -406,16 +406,7 @@ def _per_day(ctx: ReportContext, f: list[Any]) -> list[tuple[date, int, int]]:
 
 def _working_days(ctx: ReportContext) -> list[date] | None:
     try:
-        calendar = ctx.engine.calendar_set.get(ctx.conn, _calendar_name(ctx))
+        calendar = ctx.engine.calendar_set.get(ctx.conn, ctx.calendar)
         return [d for d in ctx.period.days() if calendar.is_working_day(d)]
     except (CalendarDataMissing, LookupError):
         return None
-
-
-def _calendar_name(ctx: ReportContext) -> str:
-    spec = ctx.spec(ctx.scope.workflow) if ctx.scope.workflow else None
-    if spec is not None:
-        return spec.calendar
-    names = ctx.engine.calendar_set.names
-    return "cn" if "cn" in names else names[0]
-
