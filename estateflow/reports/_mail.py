@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -66,12 +67,12 @@ class ReportMailer:
         config = self.engine.config
         if config is None:
             return None
-        if not hasattr(config, "reports"):
+        if isinstance(config, (str, Path)):
             from ..notifiers import load_config
 
             config = load_config(config)
             self.engine.config = config  # parsed once; notifiers() reads the same object
-        return list(config.reports)
+        return list(getattr(config, "reports", None) or [])
 
     def ensure(self, now: datetime) -> None:
         """Reconcile pending report timers with the configuration (once per process and config)."""
