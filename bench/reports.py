@@ -7,14 +7,16 @@ from the real working-day calendar, ~9% of them breached (with breach and escala
 cases older than three weeks closed but 1% left open, recent ones partly open; history rows for
 opening, assignment, closing, callbacks and breaches (~4.5 per case). The seeded databases are
 cached under /tmp/estateflow-bench-reports/ (SQLite files, and a PostgreSQL data directory kept
-between runs), so only the first run pays for seeding. Seeding uses relaxed durability
+between runs; ``--cache DIR`` or ESTATEFLOW_BENCH_CACHE puts them elsewhere, e.g. on /dev/shm when
+the disk is short: 1M cases take about 2.4 GB on SQLite and 3 GB on PostgreSQL), so only the first
+run pays for seeding. Seeding uses relaxed durability
 (SQLite ``synchronous=OFF``) — it is set-up, not a measured figure; reports run on the engine's
 normal connection.
 
 Timed (median of --repeats after one warm-up call): ``engine.report_weekly()`` (the last full
 week) and ``engine.report_sla()`` (the last full month) as `estateflow report` calls them, plus
 the register (a week) and ratings (a quarter) for information. Peer in the same run: a full
-scan of the cases table (``SELECT count(*) ... WHERE data LIKE ...``), i.e. what one pass over
+scan of the cases table (``SELECT count(*) ... WHERE search_text LIKE ...``), i.e. what one pass over
 every case costs on this database; a report below it shows it touches only the rows it needs.
 
     python3 bench/reports.py [--quick|--full] [--no-pg] [--sizes 1000000] [--reseed]
@@ -36,7 +38,7 @@ from _common import ROOT, SH, Table, median, note, parse_args, print_header, spr
 
 import sqlalchemy as sa
 
-CACHE = Path("/tmp/estateflow-bench-reports")
+CACHE = Path(os.environ.get("ESTATEFLOW_BENCH_CACHE", "/tmp/estateflow-bench-reports"))
 SEED_VERSION = "3"
 NOW = datetime(2025, 10, 13, 9, 0, tzinfo=SH)
 SPAN = timedelta(days=730)
@@ -300,7 +302,7 @@ def measure(url: str, repeats: int) -> dict[str, Any]:
                 times.append(time.perf_counter() - t0)
             results[name] = (median(times), times, cold, report)
         scan = (sa.select(sa.func.count()).select_from(sa.text("cases"))
-                .where(sa.text("data LIKE '%never-there%'")))
+                .where(sa.text("search_text LIKE '%never-there%'")))
         times = []
         with engine.db.connect() as conn:
             conn.execute(scan).scalar()
@@ -343,7 +345,11 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0], lambda p: (
         p.add_argument("--no-pg", action="store_true", help="SQLite only"),
         p.add_argument("--sizes", type=int, nargs="+", default=None, help="numbers of cases"),
-        p.add_argument("--reseed", action="store_true", help="ignore the cached databases")))
+        p.add_argument("--reseed", action="store_true", help="ignore the cached databases"),
+        p.add_argument("--cache", default=None, help="directory of the cached databases")))
+    global CACHE
+    if args.cache:
+        CACHE = Path(args.cache)
     print_header("reports.py", args)
     sizes = args.sizes or ([20_000] if args.quick else [1_000_000])
     table = Table("engine.report_*() on a seeded register (median, min..max; warm-up call shown as 'first')",

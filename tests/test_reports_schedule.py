@@ -109,3 +109,34 @@ def test_report_schedule_mistakes_name_file_line_and_column(section, where, mess
     [problem] = caught.value.problems
     assert (problem.file, problem.line, problem.column) == ("estateflow.yaml", *where)
     assert message in str(problem)
+
+
+def test_the_daemon_mails_the_weekly_report_from_its_config_file(tmp_path):
+    """`estateflow run --config` end to end: a first run on Wednesday schedules Monday 09:00; a
+    run that starts on Monday 09:05 sends the report through the configured channel."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'estateflow.db'}"
+    engine_with(url, None).close()
+    (tmp_path / "estateflow.yaml").write_text(CONFIG, encoding="utf-8")
+    clock = tmp_path / "clock"
+
+    def run(now):
+        clock.write_text(now.isoformat(), encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "estateflow", "--db", url, "run", "--config",
+                               str(tmp_path / "estateflow.yaml"), "--clock-file", str(clock), "--max-ticks", "1",
+                               "--interval", "0.1"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    def sent():
+        with engine_with(url, None) as engine:
+            return mails(engine)
+
+    run(local(2025, 9, 10, 10))
+    assert sent() == []
+    log = run(local(2025, 9, 15, 9, 5))
+    assert [(m.recipient, m.status, m.payload["period"]) for m in sent()] == [
+        ("role:cs_manager", "sent", "2025-W37"), ("cs-weekly@example.com", "sent", "2025-W37")]
+    assert "weekly report weekly[community=lakeside] for 2025-W37 queued to 2 recipients" in log

@@ -34,6 +34,7 @@ class ReportContext:
     masking: Masking
     lang: str
     now: datetime
+    calendar: str  # the calendar the period was cut by (its zone, its working days)
     _specs: dict[str, Any] = field(default_factory=dict)
 
     @property

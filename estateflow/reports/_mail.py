@@ -11,9 +11,9 @@ and the week, so even a repeated firing cannot mail the same week twice.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..engine._expr import default_sandbox
+from ..engine._notices import Notices, _digest
 from ..engine._schema import outbox, timers
 from ._render import render_html, render_text
 from ._schedule import WeeklySchedule
@@ -52,10 +53,6 @@ TEMPLATE_NAMES = {"scope", "period", "first_day", "last_day", "opened", "closed"
                   "on_time_rate", "major"}
 
 
-def _digest(address: str) -> str:
-    return hashlib.sha256(address.encode()).hexdigest()[:16]
-
-
 class ReportMailer:
     """Keeps one pending ``report`` timer per configured schedule and fires it."""
 
@@ -70,12 +67,12 @@ class ReportMailer:
         config = self.engine.config
         if config is None:
             return None
-        if not hasattr(config, "reports"):
+        if isinstance(config, (str, Path)):
             from ..notifiers import load_config
 
             config = load_config(config)
             self.engine.config = config  # parsed once; notifiers() reads the same object
-        return list(config.reports)
+        return list(getattr(config, "reports", None) or [])
 
     def ensure(self, now: datetime) -> None:
         """Reconcile pending report timers with the configuration (once per process and config)."""
@@ -168,8 +165,6 @@ class ReportMailer:
     def recipients(self, schedule: WeeklySchedule) -> list[str]:
         """Addresses for the schedule's channel: roles through the directory (in the report's
         community), actor ids by their e-mail or phone, anything else as written."""
-        from ..engine._notices import Notices
-
         directory = self.engine.directory
         found: list[str] = []
         for target in schedule.to:

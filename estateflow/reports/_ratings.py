@@ -137,13 +137,15 @@ def build_ratings(ctx: ReportContext) -> RatingsReport:
         return found
 
     none = text("none", ctx.lang)
-    workers = [Rating(k, ctx.person(k) or none, **{n: int(v or 0) if n not in ("quality", "attitude") else v
-                                                     for n, v in values.items()})
-               for k, values in scores(cases.c.assignee).items()]
-    managers = [Rating(k, k or none, managers=_managers(ctx, k),
-                       **{n: int(v or 0) if n not in ("quality", "attitude") else v for n, v in values.items()})
+    workers = [Rating(k, ctx.person(k) or none, **_counts(values)) for k, values in scores(cases.c.assignee).items()]
+    managers = [Rating(k, k or none, managers=_managers(ctx, k), **_counts(values))
                 for k, values in scores(cases.c.department).items()]
     return RatingsReport(ctx.period, ctx.scope.to_dict(), ctx.lang, ctx.now, _ranked(workers), _ranked(managers))
+
+
+def _counts(values: dict[str, Any]) -> dict[str, Any]:
+    """Counts as ints (a missing one is 0); the mean scores stay as they are (None: no score)."""
+    return {n: v if n in ("quality", "attitude") else int(v or 0) for n, v in values.items()}
 
 
 def _ranked(ratings: list[Rating]) -> list[Rating]:

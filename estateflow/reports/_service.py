@@ -37,8 +37,8 @@ class Reports:
         self.mailer = ReportMailer(engine)
         engine.timer_handlers["report"] = self.mailer.fire
 
-    def zone(self, calendar: str | None = None, workflow: str | None = None) -> str:
-        """The time zone periods are cut in: the named calendar's, else the workflow's, else ``cn``'s."""
+    def calendar_name(self, calendar: str | None = None, workflow: str | None = None) -> str:
+        """The calendar periods are cut by: the named one, else the workflow's, else ``cn``."""
         names = self.engine.calendar_set.names
         if calendar is None and workflow is not None:
             calendar = self.engine.workflows().get(None, workflow).spec.calendar
@@ -46,7 +46,11 @@ class Reports:
             calendar = "cn" if "cn" in names else names[0]
         if calendar not in names:
             raise LookupError(f"no calendar named {calendar!r}; known: {', '.join(names)}")
-        return self.engine.calendar_set.zone_of(calendar)
+        return calendar
+
+    def zone(self, calendar: str | None = None, workflow: str | None = None) -> str:
+        """The time zone of :meth:`calendar_name`'s calendar."""
+        return self.engine.calendar_set.zone_of(self.calendar_name(calendar, workflow))
 
     def build(self, builder: Callable[[ReportContext], T], default_period: str, *, conn: sa.Connection | None = None,
               week: str | None = None, month: str | None = None, quarter: str | None = None,
@@ -63,7 +67,8 @@ class Reports:
         engine.workflows()
         if workflow is not None and workflow not in engine.workflows().names:
             engine.workflows().get(None, workflow)  # raises WorkflowNotFound naming the known ones
-        zone = self.zone(calendar, workflow)
+        calendar = self.calendar_name(calendar, workflow)
+        zone = engine.calendar_set.zone_of(calendar)
         chosen = resolve_period(default_period, zone, now, week=week, month=month, quarter=quarter, year=year,
                                 start=start, end=end, period=period)
         who = engine.resolve_actor(actor) if actor is not None else None
@@ -72,7 +77,11 @@ class Reports:
         masking = Masking(engine, who, unmasked)
 
         def run(connection: sa.Connection) -> T:
-            ctx = ReportContext(engine, connection, chosen, scope, masking, lang, now)
+            if connection.dialect.name == "postgresql":
+                # JIT compilation cost ~1 s per report query on 1M cases (bench/README.md), more
+                # than the queries themselves: a report is a handful of index-driven aggregates.
+                connection.exec_driver_sql("SET LOCAL jit = off")
+            ctx = ReportContext(engine, connection, chosen, scope, masking, lang, now, calendar)
             masking.check(connection, ctx.workflows())
             return builder(ctx)
 

@@ -13,10 +13,38 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
 
 from ..engine._schema import case_events, cases, sla_clocks
 
-__all__ = ["Scope", "breach_recorded", "clock_met", "json_int", "json_text", "percentiles", "seconds_between"]
+__all__ = ["Scope", "breach_recorded", "clock_met", "json_int", "json_text", "no_index", "percentiles",
+           "seconds_between"]
+
+
+class no_index(ColumnElement[Any]):  # noqa: N801 - reads as a function at the call site
+    """A column the SQLite planner must not pick an index for (rendered ``+column`` there).
+
+    Why: SQLite's planner has no range statistics, so for ``closed_at >= :t AND received_at < :t``
+    it may walk the ``received_at`` index over nearly every case instead of the few rows closed
+    after ``:t``. PostgreSQL estimates ranges itself and gets the plain column.
+    """
+
+    inherit_cache = True
+
+    def __init__(self, column: Any) -> None:
+        self.column = column
+        self.type = column.type
+
+
+@compiles(no_index)
+def _plain(element: no_index, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column, **kw))
+
+
+@compiles(no_index, "sqlite")
+def _unary_plus(element: no_index, compiler: Any, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.column, **kw))
 
 
 @dataclass(frozen=True)

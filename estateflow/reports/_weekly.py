@@ -27,7 +27,7 @@ from ..engine._schema import case_events, cases, sla_clocks
 from ._context import ReportContext
 from ._labels import text
 from ._period import Period
-from ._sql import clock_met, json_text
+from ._sql import clock_met, json_text, no_index
 from ._tables import Chart, Column, Section
 
 __all__ = ["ClockFigures", "Figures", "OpenCase", "WeeklyReport", "build_weekly"]
@@ -282,7 +282,7 @@ def _case_counts(f: list[Any], start: datetime, end: datetime, cutoff: datetime)
         part(1, 0, 0, received >= start, received < end),
         part(0, 1, 0, closed >= start, closed < end),
         part(0, 0, 1, closed.is_(None), received < cutoff),
-        part(0, 0, 1, closed >= cutoff, received < cutoff)).subquery()
+        part(0, 0, 1, closed >= cutoff, no_index(received) < cutoff)).subquery()
     keys = [union.c[d] for d in DIMS]
     return sa.select(*keys, sa.func.sum(union.c.o).label("o"), sa.func.sum(union.c.c).label("c"),
                      sa.func.sum(union.c.e).label("e")).group_by(*keys)
@@ -308,9 +308,12 @@ def _overdue_clocks(f: list[Any], cutoff: datetime) -> Any:
     def part(*where: Any) -> Any:
         return (sa.select(*_dims(), k.c.name.label("clock"), k.c.case_id).select_from(_clock_join())
                 .where(*f, k.c.due_at < cutoff, k.c.started_at < cutoff, *where))
+    def later(*where: Any) -> Any:  # through the stopped_at index, not the (status, due_at) one
+        return (sa.select(*_dims(), k.c.name.label("clock"), k.c.case_id).select_from(_clock_join())
+                .where(*f, no_index(k.c.due_at) < cutoff, no_index(k.c.started_at) < cutoff, *where))
     return sa.union_all(part(k.c.status == "running"),
                         part(k.c.status == "paused", k.c.paused_at >= cutoff),
-                        part(k.c.status == "stopped", k.c.stopped_at >= cutoff))
+                        later(no_index(k.c.status) == "stopped", k.c.stopped_at >= cutoff))
 
 
 def _started_clocks(f: list[Any], start: datetime, end: datetime) -> Any:
@@ -338,7 +341,7 @@ def _open_at(f: list[Any], cutoff: datetime) -> Any:
     received, closed = cases.c.received_at, cases.c.closed_at
     return sa.union_all(
         sa.select(cases.c.id).where(*f, closed.is_(None), received < cutoff),
-        sa.select(cases.c.id).where(*f, closed >= cutoff, received < cutoff))
+        sa.select(cases.c.id).where(*f, closed >= cutoff, no_index(received) < cutoff))
 
 
 def _major_ids(f: list[Any], start: datetime, end: datetime, cutoff: datetime) -> Any:
@@ -347,7 +350,7 @@ def _major_ids(f: list[Any], start: datetime, end: datetime, cutoff: datetime) -
         sa.select(cases.c.id).where(*f, major, received >= start, received < end),
         sa.select(cases.c.id).where(*f, major, closed >= start, closed < end),
         sa.select(cases.c.id).where(*f, major, closed.is_(None), received < cutoff),
-        sa.select(cases.c.id).where(*f, major, closed >= cutoff, received < cutoff))
+        sa.select(cases.c.id).where(*f, major, closed >= cutoff, no_index(received) < cutoff))
 
 
 def _open_cases(ctx: ReportContext, ids: Any, limit: int) -> list[OpenCase]:
@@ -403,16 +406,7 @@ def _per_day(ctx: ReportContext, f: list[Any]) -> list[tuple[date, int, int]]:
 
 def _working_days(ctx: ReportContext) -> list[date] | None:
     try:
-        calendar = ctx.engine.calendar_set.get(ctx.conn, _calendar_name(ctx))
+        calendar = ctx.engine.calendar_set.get(ctx.conn, ctx.calendar)
         return [d for d in ctx.period.days() if calendar.is_working_day(d)]
     except (CalendarDataMissing, LookupError):
         return None
-
-
-def _calendar_name(ctx: ReportContext) -> str:
-    spec = ctx.spec(ctx.scope.workflow) if ctx.scope.workflow else None
-    if spec is not None:
-        return spec.calendar
-    names = ctx.engine.calendar_set.names
-    return "cn" if "cn" in names else names[0]
-
