@@ -83,7 +83,15 @@ class PgServer:
         shutil.rmtree(os.path.dirname(self.datadir), ignore_errors=True)
 
     def restart(self) -> None:
-        self.pg_ctl("restart", "-m", "fast")
+        # 'pg_ctl restart' has no -l: the new postmaster writes to (and keeps open) pg_ctl's
+        # stdout, so capturing it would wait forever. Append it to the server log instead.
+        log = os.path.join(os.path.dirname(self.datadir), "log")
+        with open(log, "a") as out:
+            subprocess.run(
+                self._cmd(os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-w", "restart",
+                          "-m", "fast"),
+                check=True, stdout=out, stderr=subprocess.STDOUT,
+            )
 
 
 def start() -> PgServer:
