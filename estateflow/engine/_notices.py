@@ -121,10 +121,17 @@ class Notices:
     def clock_notice(self, conn: sa.Connection, spec: WorkflowSpec, case: Case, *, event: str, template: str,
                      recipients: Iterable[str], clock: str, due_at: datetime | None, level: int, cause: str,
                      now: datetime) -> int:
+        return self.insert(conn, self.clock_rows(spec, case, event=event, template=template, recipients=recipients,
+                                                 clock=clock, due_at=due_at, level=level, cause=cause, now=now))
+
+    def clock_rows(self, spec: WorkflowSpec, case: Case, *, event: str, template: str, recipients: Iterable[str],
+                   clock: str, due_at: datetime | None, level: int, cause: str, now: datetime) -> list[dict[str, Any]]:
+        """The outbox rows of a clock notice, not yet written: the timer loop inserts a whole
+        batch's rows in one statement (bench/README.md, tick)."""
         label = spec.clocks[clock].label if clock in spec.clocks else None
         extra = {"clock_label": label.zh if label else clock, "due_at": due_at, "level": level}
-        return self.queue(conn, spec, case, event, template, list(recipients), self.engine.default_channel,
-                          cause, now, extra)
+        return self.rows(spec, case, event, template, list(recipients), self.engine.default_channel, cause, now,
+                         extra)
 
     def calendar_missing(self, conn: sa.Connection, case: Case, clock: str, exc: Exception, now: datetime) -> None:
         spec = self.engine.workflows().get(conn, case.workflow, case.revision).spec
@@ -192,6 +199,11 @@ class Notices:
     def queue(self, conn: sa.Connection, spec: WorkflowSpec, case: Case, event: str, template: str,
               targets: Iterable[str], channel: str, cause: str, now: datetime, extra: Mapping[str, Any]) -> int:
         """Write one outbox row per recipient; returns how many rows were new."""
+        return self.insert(conn, self.rows(spec, case, event, template, targets, channel, cause, now, extra))
+
+    def rows(self, spec: WorkflowSpec, case: Case, event: str, template: str, targets: Iterable[str],
+             channel: str, cause: str, now: datetime, extra: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One rendered, addressed, keyed outbox row per recipient."""
         title = spec.title.zh if spec.title else spec.name
         context = {"case": self.engine.steps.case_dict(case) | {"data": dict(case.data)},
                    "workflow_title": title, "zone": self.engine.calendar_zone(spec), "data": dict(case.data),
@@ -213,10 +225,16 @@ class Notices:
                                              "due_at": context.get("due_at"), "level": context.get("level")}),
                          "idempotency_key": f"{cause}:{_digest(address)}", "status": status, "attempts": 0,
                          "next_attempt_at": now, "last_error": error, "created_at": now})
+        return rows
+
+    _INSERT = {"postgresql": pg_insert(outbox).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+               "sqlite": sqlite_insert(outbox).on_conflict_do_nothing(index_elements=["idempotency_key"])}
+
+    def insert(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert outbox rows, skipping any whose idempotency key exists; returns how many were new."""
         if not rows:
             return 0
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        result = conn.execute(insert(outbox).on_conflict_do_nothing(index_elements=["idempotency_key"]), rows)
+        result = conn.execute(self._INSERT[conn.dialect.name], rows)
         return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
 
     def system_alert(self, conn: sa.Connection, *, key: str, subject: str, body: str, now: datetime,
