@@ -82,6 +82,8 @@ def _claim_statement(dialect: str) -> Any:
 
 _CLAIM = {name: _claim_statement(name) for name in ("postgresql", "sqlite")}
 _CASE_UPDATES: dict[frozenset[str], Any] = {}
+_NEXT_DUE = sa.select(sa.func.min(timers.c.due_at)).where(
+    timers.c.status == "pending", timers.c.due_at > sa.bindparam("w_after", type_=timers.c.due_at.type))
 
 
 def _case_update(keys: frozenset[str]) -> Any:
@@ -197,6 +199,15 @@ class TimerRunner:
             rows = conn.execute(_CLAIM[conn.dialect.name], {"w_now": now, "w_limit": batch, "w_worker": self.worker,
                                                            "w_lease": now + self.lease}).all()
         return [r.id for r in sorted(rows, key=lambda r: (r.due_at, r.id))]
+
+    def next_due(self, after: datetime) -> datetime | None:
+        """The earliest due time of a pending timer later than ``after`` (the daemon sleeps until then).
+
+        Timers due at or before ``after`` that are still pending are leased to another worker or
+        backing off after a failure; the daemon's poll interval covers those.
+        """
+        with self.engine._read_db.connect() as conn:
+            return conn.execute(_NEXT_DUE, {"w_after": after}).scalar()
 
     # -- fire ---------------------------------------------------------------------------------
     def tick(self, now: datetime, *, limit: int | None = None, batch: int = 200) -> TickResult:
