@@ -111,7 +111,7 @@ def scheduler_worker(url: str, grace: float | None, ready: Any, go: Any, results
     probe = sa.create_engine(store_url)
     try:
         moved, previous = time.monotonic(), None
-        while time.monotonic() - moved < 15:  # no job taken from the store for 15 s: it is stuck
+        while time.monotonic() - moved < 5:  # no job taken from the store for 5 s: it is stuck
             with probe.connect() as conn:
                 left = conn.execute(sa.text("SELECT count(*) FROM apscheduler_jobs")).scalar()
             if not left:

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import (ROOT, Postgres, Table, case_row, clock_row, fix_sequences, median, note, parse_args,
+from _common import (ROOT, Postgres, Table, case_row, clock_row, fix_sequences, note, parse_args,
                      print_header, ticket_engine, timer_row, verdict, workdir)
 
 import sqlalchemy as sa
@@ -207,32 +207,32 @@ def open_fire_cases(engine: Any, n: int) -> list[int]:
 
 
 # -- one backend ------------------------------------------------------------------------------------------
-def run_backend(name: str, url: str, directory: Path, n: int, seconds: float, lag_table: Table,
+def run_backend(name: str, url: str, directory: Path, n: int, seconds: float, burst: int, lag_table: Table,
                 burst_table: Table) -> None:
     engine = ticket_engine(url, directory)
     engine.workflows()
     fire_ids = open_fire_cases(engine, 100)
     first = 100_000
-    lead = 6.0
+    lead = 5.0
     spread_ids = seed(engine, first, [datetime(2030, 1, 1, tzinfo=timezone.utc)] * n)
-    burst_ids = seed(engine, first + n, [STARTED] * BURST)
+    burst_ids = seed(engine, first + n, [STARTED] * burst)
 
     # reference throughput: engine.tick() on the burst timers, due now, same database
     ref_now = datetime.now(timezone.utc) + timedelta(days=1)
-    set_due(engine, burst_ids, [ref_now - timedelta(seconds=1)] * BURST)
+    set_due(engine, burst_ids, [ref_now - timedelta(seconds=1)] * burst)
     t0 = time.perf_counter()
     ref = engine.timer_runner.tick(ref_now, batch=BATCH)
     ref_seconds = time.perf_counter() - t0
-    assert ref.count == BURST, ref.count
-    throughput = BURST / ref_seconds
+    assert ref.count == burst, ref.count
+    throughput = burst / ref_seconds
     batch_seconds = BATCH / throughput
-    note(f"{name}: reference engine tick fired {BURST:,} timers in {ref_seconds:.2f} s = {throughput:,.0f}/s")
+    note(f"{name}: reference engine tick fired {burst:,} timers in {ref_seconds:.2f} s = {throughput:,.0f}/s")
 
     # 1. spread
     start = datetime.now(timezone.utc) + timedelta(seconds=lead)
     due = [start + timedelta(seconds=seconds * i / n) for i in range(n)]
     set_due(engine, spread_ids, due)
-    set_due(engine, burst_ids, [datetime(2030, 1, 1, tzinfo=timezone.utc)] * BURST)
+    set_due(engine, burst_ids, [datetime(2030, 1, 1, tzinfo=timezone.utc)] * burst)
     dues = due_times(engine, spread_ids)
     poller = Poller(url)
     poller.start()
@@ -253,13 +253,13 @@ def run_backend(name: str, url: str, directory: Path, n: int, seconds: float, la
                   f"p99 <= {TARGET_P99:g} s: {verdict(p99 <= TARGET_P99 and not missing)}")
 
     # 2. burst
-    burst_at = datetime.now(timezone.utc) + timedelta(seconds=lead + 4)
-    set_due(engine, burst_ids, [burst_at] * BURST)
+    burst_at = datetime.now(timezone.utc) + timedelta(seconds=lead + 2)
+    set_due(engine, burst_ids, [burst_at] * burst)
     dues = due_times(engine, burst_ids)
     engine.close()
     ctx = mp.get_context("spawn")
     samples_q = ctx.Queue()
-    until = burst_at.timestamp() + max(10.0, 3 * BURST / throughput)
+    until = burst_at.timestamp() + max(4.0, 3 * burst / throughput)
     firer = ctx.Process(target=_fire_loop, args=(url, str(directory), fire_ids, until, samples_q))
     poller = Poller(url)
     poller.start()
@@ -274,11 +274,11 @@ def run_backend(name: str, url: str, directory: Path, n: int, seconds: float, la
         poller.stop()
     t_burst = burst_at.timestamp()
     seen = [poller.seen[i] for i in dues if i in poller.seen]
-    drained = max(seen) - t_burst if len(seen) == BURST else float("inf")
+    drained = max(seen) - t_burst if len(seen) == burst else float("inf")
     idle = [d for t0, d in samples if t0 + d < t_burst - 0.2 and t0 > t_burst - lead]
     during = [d for t0, d in samples if t0 < t_burst + drained and t0 + d > t_burst]
     idle99, during99 = pct(idle, 99), pct(during, 99) if during else float("nan")
-    limit = 1.5 * BURST / throughput
+    limit = 1.5 * burst / throughput
     fire_limit = 2 * idle99 + batch_seconds
     burst_table.add(name, f"{drained:.2f}", f"{throughput:,.0f}/s ({ref_seconds:.2f} s)", f"{drained / ref_seconds:.2f}",
                     f"{idle99 * 1000:.1f} ({len(idle)})", f"{during99 * 1000:.1f} ({len(during)})",
@@ -290,22 +290,26 @@ def run_backend(name: str, url: str, directory: Path, n: int, seconds: float, la
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], lambda p: p.add_argument("--no-pg", action="store_true"))
     print_header("lag.py", args)
-    n, seconds = (2_000, 20.0) if args.quick else (10_000, 60.0)
+    n, seconds = (1_000, 5.0) if args.quick else (10_000, 60.0)
+    burst = 2_000 if args.quick else BURST
+    if args.quick:
+        note("quick: SQLite only, 1,000 timers over 5 s, a burst of 2,000 (the full sizes: without --quick)")
     lag_table = Table("Firing lag of `estateflow run` with default settings (real time, ms)",
                       ["backend", "timers", "p50 ms", "p99 ms", "max ms", "not fired", "ceiling p50 / p99 ms "
                        "(APScheduler in memory, no database)", "poll resolution ms", "target"])
-    burst_table = Table(f"Burst: {BURST:,} timers due at the same instant (daemon with default settings)",
+    burst_table = Table(f"Burst: {burst:,} timers due at the same instant (daemon with default settings)",
                         ["backend", "drained in s", "engine.tick() throughput (same run)", "drain / tick time",
                          "fire() p99 idle ms (calls)", "fire() p99 during burst ms (calls)", "one batch ms",
                          "targets"])
     with workdir("estateflow-bench-lag-") as tmp:
         (tmp / "sqlite").mkdir()
-        run_backend("SQLite", f"sqlite:///{tmp / 'sqlite' / 'lag.db'}", tmp / "sqlite", n, seconds, lag_table,
-                    burst_table)
-        if not args.no_pg:
+        run_backend("SQLite", f"sqlite:///{tmp / 'sqlite' / 'lag.db'}", tmp / "sqlite", n, seconds, burst,
+                    lag_table, burst_table)
+        if not args.no_pg and not args.quick:
             (tmp / "pg").mkdir()
             with Postgres() as pg:
-                run_backend("PostgreSQL", pg.new_database("lag"), tmp / "pg", n, seconds, lag_table, burst_table)
+                run_backend("PostgreSQL", pg.new_database("lag"), tmp / "pg", n, seconds, burst, lag_table,
+                            burst_table)
     lag_table.print()
     burst_table.print()
 

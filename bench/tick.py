@@ -185,7 +185,7 @@ def main() -> None:
         p.add_argument("--no-pg", action="store_true", help="SQLite only"),
         p.add_argument("--profile", action="store_true", help="cProfile one tick at the smallest size")))
     print_header("tick.py", args)
-    sizes = [10_000, 100_000, 1_000_000] if args.full else [10_000, 100_000]
+    sizes = [10_000, 100_000, 1_000_000] if args.full else [10_000, 30_000] if args.quick else [10_000, 100_000]
     pg_sizes = sizes[:1] if args.quick else sizes
     table = Table("engine.tick() firing 1,000 due warnings (median, min..max)",
                   ["backend", "stored cases", "tick s (fire + deliver)", "fire s", "fire ms per timer",
