@@ -65,7 +65,7 @@ def import_rss() -> float:
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], lambda p: p.add_argument("--seconds", type=float, default=None))
-    args.seconds = args.seconds or (3.0 if args.quick else 8.0)
+    args.seconds = args.seconds or (2.0 if args.quick else 8.0)
     print_header("memory.py", args)
     size = 20_000 if args.quick else 1_000_000 if args.full else 200_000
     table = Table("Daemon resident memory (MiB; median of repeats, each the median RSS of a run's 2nd half)",

@@ -284,8 +284,10 @@ def main() -> None:
                       f"engine {'yes' if res['engine']['ok'] else 'NO'}, bare {'yes' if res['bare']['ok'] else 'NO'}",
                       "/".join(map(str, res["engine"]["split"][-1])), target)
             note(f"  {procs} process(es): engine {eng:,.0f}/s, bare {bare:,.0f}/s")
-        if not args.no_apscheduler:
-            configs = [(1, -1), (args.procs, -1)] + ([] if args.quick else [(args.procs, None)])
+        if args.quick:
+            note("quick: no APScheduler peer (run without --quick for it)")
+        if not args.no_apscheduler and not args.quick:
+            configs = [(1, -1), (args.procs, -1), (args.procs, None)]
             for schedulers, grace in configs:
                 r = apscheduler_run(url, db, n, schedulers, grace)
                 aps.add(schedulers, "1 s (default)" if grace == -1 else "None", f"{r['rate']:,.0f}",
@@ -296,7 +298,7 @@ def main() -> None:
                 note(f"  APScheduler x{schedulers} grace {grace}: {r}")
         engine.close()
     table.print()
-    if not args.no_apscheduler:
+    if aps.rows:
         aps.print()
         note("APScheduler runs once per configuration (each run is seconds of jobs plus a fresh job store); "
              "its rate counts distinct timers whose effects were written, from the due moment to the last "
