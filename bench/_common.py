@@ -231,3 +231,62 @@ def print_header(name: str, args: argparse.Namespace) -> None:
     note(f"# {name} ({mode}, median of {args.repeats}) on {info['cpu']}, {info['nproc']} CPUs, {info['memory']}; "
          f"Python {info['python']}, SQLAlchemy {info['SQLAlchemy']}, SQLite {info['sqlite']}, "
          f"transitions {info['transitions']}, psycopg {info['psycopg']}")
+
+
+# -- seeding cases in bulk -------------------------------------------------------------------------------
+def case_row(cid: int, revision: int, started: datetime) -> dict[str, Any]:
+    """A started ticket case (state ``working``) as Core would insert it; ids are given."""
+    number = f"TK-east-2025-{cid:07d}"
+    unit = f"3-{cid % 3000}"
+    return {"id": cid, "number": number, "workflow": "ticket", "revision": revision, "state": "working",
+            "community": "east", "building": None, "unit": unit, "category": None, "department": "eng",
+            "assignee": "worker", "priority": "normal", "major": False,
+            "data": {"community": "east", "summary": f"lift noise {cid}", "unit": unit, "customer_name": "张三",
+                     "phone": "13800138000", "assignee": "worker", "department": "eng"},
+            "search_text": f"{number} 张三 13800138000 {unit}".lower(), "received_at": started,
+            "created_at": started, "updated_at": started, "closed_at": None, "voided": False, "row_version": 2}
+
+
+def clock_row(cid: int, started: datetime, due: datetime) -> dict[str, Any]:
+    """The running ``response`` clock of case ``cid`` (clock id = case id)."""
+    return {"id": cid, "case_id": cid, "name": "response", "cycle": 1, "status": "running",
+            "target": "3 working days", "calendar": "cn", "started_at": started, "due_at": due,
+            "paused_at": None, "stopped_at": None, "breached_at": None, "escalation_level": 0,
+            "extensions": 0, "data": {}}
+
+
+def timer_row(tid: int, cid: int, kind: str, due: datetime, created: datetime, step: int = 0) -> dict[str, Any]:
+    payload = {"warn": "50%", "clock": "response"} if kind == "warn" else {"clock": "response"}
+    return {"id": tid, "case_id": cid, "clock_id": cid, "kind": kind, "step": step, "due_at": due,
+            "status": "pending", "claimed_by": None, "lease_until": None, "attempts": 0, "last_error": None,
+            "payload": payload, "created_at": created, "fired_at": None}
+
+
+def fix_sequences(db: sa.Engine) -> None:
+    """After inserting explicit ids on PostgreSQL, move the id sequences past them; then ANALYZE."""
+    with db.begin() as conn:
+        if db.dialect.name == "postgresql":
+            for table in ("cases", "sla_clocks", "timers"):
+                conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                     f"(SELECT coalesce(max(id), 1) FROM {table}))"))
+    with db.connect() as conn:
+        conn.execute(sa.text("ANALYZE"))
+        conn.commit()
+
+
+def vacuum(db: sa.Engine) -> None:
+    """Between repeats that rewrite many rows: dead tuples (PostgreSQL) would slow later repeats."""
+    if db.dialect.name == "postgresql":
+        with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("VACUUM ANALYZE"))
+
+
+def process_rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set size of a process in MiB, from /proc (Linux)."""
+    values = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, amount, _unit = line.split()
+                values[key] = int(amount) / 1024
+    return values["VmRSS:"], values["VmHWM:"]

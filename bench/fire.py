@@ -280,7 +280,7 @@ def main() -> None:
         p.add_argument("--procs", type=int, default=4, help="processes for the PostgreSQL multi-process run")))
     print_header("fire.py", args)
     # (SQLite cases, PostgreSQL cases, rounds); the 4-process run uses twice the PostgreSQL cases, 4 rounds
-    n_cases, pg_cases, rounds = (200, 100, 6) if args.quick else (1000, 500, 10) if args.full else (500, 250, 10)
+    n_cases, pg_cases, rounds = (100, 50, 4) if args.quick else (1000, 500, 10) if args.full else (500, 250, 10)
     table = Table("Persisted transitions per second (park/unpark on ticket cases; median, min..max)",
                   ["backend", "engine.fire()/s", "bare Core/s", "fire/Core", "Core prebuilt/s", "raw DB-API/s",
                    "fire/DB-API", "transitions/s (ceiling)", "fire/ceiling", "stmts per fire (Core)", "targets"])

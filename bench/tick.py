@@ -144,15 +144,18 @@ def run_backend(name: str, url: str, directory: Any, sizes: list[int], repeats: 
         seeded = size
         due_ids = due_timer_ids(engine)
         assert len(due_ids) == DUE, len(due_ids)
-        seconds, counts, delivered = [], [], []
+        seconds, firing, counts, delivered = [], [], [], []
         counter = StatementCounter(engine.db)
         for rep in range(repeats):
             reset(engine, due_ids)
             counter.active = rep == 0
-            t0 = time.perf_counter()
-            result = engine.tick(NOW)
-            seconds.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()  # engine.tick(NOW), in its two parts: fire the timers, then deliver
+            result = engine.tick(NOW, deliver=False)
+            t1 = time.perf_counter()
             counter.active = False
+            result.delivered = len(engine.deliver(NOW).sent)
+            seconds.append(time.perf_counter() - t0)
+            firing.append(t1 - t0)
             counts.append(result.count)
             delivered.append(result.delivered)
         counter.close()
@@ -168,7 +171,8 @@ def run_backend(name: str, url: str, directory: Any, sizes: list[int], repeats: 
         tick = median(seconds)
         base = base or tick
         ratio = tick / base
-        table.add(name, f"{size:,}", f"{tick:.2f} ({spread(seconds)})", f"{tick / DUE * 1000:.2f}",
+        table.add(name, f"{size:,}", f"{tick:.2f} ({spread(seconds)})", f"{median(firing):.2f}",
+                  f"{median(firing) / DUE * 1000:.2f}",
                   f"{min(counts):,}/{max(delivered)}",
                   f"{counter.total / DUE:.1f}", f"{claim * 1000:.1f}", f"{ratio:.2f}",
                   f"< {TARGET_SECONDS:g} s: {verdict(tick < TARGET_SECONDS)}; ratio <= {TARGET_RATIO}: "
@@ -181,10 +185,11 @@ def main() -> None:
         p.add_argument("--no-pg", action="store_true", help="SQLite only"),
         p.add_argument("--profile", action="store_true", help="cProfile one tick at the smallest size")))
     print_header("tick.py", args)
-    sizes = [10_000, 100_000, 1_000_000] if args.full else [10_000, 100_000]
+    sizes = [10_000, 100_000, 1_000_000] if args.full else [10_000, 30_000] if args.quick else [10_000, 100_000]
     pg_sizes = sizes[:1] if args.quick else sizes
     table = Table("engine.tick() firing 1,000 due warnings (median, min..max)",
-                  ["backend", "stored cases", "tick s", "ms per timer", "fired/delivered", "stmts per timer",
+                  ["backend", "stored cases", "tick s (fire + deliver)", "fire s", "fire ms per timer",
+                   "fired/delivered", "stmts per fired timer",
                    "claim query ms",
                    f"tick / tick at {sizes[0]:,}", "targets"])
     with workdir("estateflow-bench-tick-") as tmp:
@@ -197,7 +202,8 @@ def main() -> None:
                 run_backend("PostgreSQL", pg.new_database("tick"), tmp / "pg", pg_sizes, args.repeats, table)
     table.print()
     note("fired/delivered: timers fired by the tick / outbox messages delivered by its deliver step "
-         "(at most 500 per tick by default).")
+         "(at most 500 per tick by default; one transaction per message, so that a crash resends at most one). "
+         "Statements are counted while firing only.")
 
 
 if __name__ == "__main__":

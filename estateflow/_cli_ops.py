@@ -42,7 +42,7 @@ def tick(state: State, now: str | None, limit: int | None) -> None:
 
 
 @main.command()
-@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between ticks.")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Longest wait between ticks (the daemon also wakes at each timer's due time).")
 @click.option("--config", "config_path", envvar="ESTATEFLOW_CONFIG", default=None,
               help="estateflow.yaml with notification channels (env ESTATEFLOW_CONFIG).")
 @click.option("--clock-file", default=None, hidden=True, help="Test only: read the current time from this file.")

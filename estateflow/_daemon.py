@@ -5,6 +5,13 @@ rows in our own tables, claimed exactly once across daemons, so nothing is lost 
 dies and nothing runs twice when four run at once. The tick job runs with
 ``misfire_grace_time=None, coalesce=True, max_instances=1`` in a single worker thread, so a
 slow tick is never silently dropped and never overlaps itself (one writer on SQLite).
+
+Why it does not only poll: after each tick the daemon asks for the next pending timer's due
+time and, when that comes before the next poll, moves the tick job to it (from a job-executed
+listener, once the finished run no longer counts against ``max_instances``). A deadline known
+at the last tick therefore fires within milliseconds of its due time instead of up to one
+``interval`` late (bench/README.md, lag). A timer created by another process after that tick
+and due before the next poll waits for the poll (``interval``, 1 s by default).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +54,7 @@ class Daemon:
         self._mtimes = self._scan()
         self._scheduler: Any = None
         self._stopping = threading.Event()
+        self.next_wake: datetime | None = None  # real time of the next due timer, if known
 
     def _scan(self) -> dict[str, float]:
         from estateflow.engine._registry import workflow_files
@@ -79,6 +87,7 @@ class Daemon:
     def run_once(self) -> None:
         if self._stopping.is_set():
             return
+        self.next_wake = None
         now = self.clock()
         if self.reload_files:
             self.maybe_reload()
@@ -90,6 +99,32 @@ class Daemon:
         self.ticks += 1
         if self.max_ticks is not None and self.ticks >= self.max_ticks:
             self.stop()
+            return
+        try:
+            self.next_wake = self._next_wake(now)
+        except Exception:  # a blip here only means polling until the next tick
+            log.warning("could not read the next due time; polling every %ss", self.interval, exc_info=True)
+
+    def _next_wake(self, ticked_at: datetime) -> datetime | None:
+        """When (real time) the next pending timer falls due, by this daemon's clock.
+
+        Everything due at ``ticked_at`` was claimed by the tick, so the search starts there; a
+        timer that fell due while the tick ran gives a wake-up in the past, i.e. at once.
+        """
+        due = self.engine.timer_runner.next_due(ticked_at)
+        if due is None:
+            return None
+        return datetime.now(timezone.utc) + (due - self.clock())
+
+    def _after_run(self, _event: Any) -> None:
+        """Bring the tick job forward to the next due time when that comes before the next poll."""
+        wake = self.next_wake
+        if wake is None or self._stopping.is_set():
+            return
+        job = self._scheduler.get_job("tick") if self._scheduler is not None else None
+        if job is not None and job.next_run_time is not None and wake < job.next_run_time:
+            self._scheduler.modify_job("tick", next_run_time=max(wake, datetime.now(timezone.utc))
+                                       + timedelta(milliseconds=1))
 
     def _job(self) -> None:
         try:
@@ -103,6 +138,7 @@ class Daemon:
             threading.Thread(target=self._scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()
 
     def run(self) -> None:
+        from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -110,8 +146,10 @@ class Daemon:
         self._scheduler.add_job(self._job, "interval", seconds=self.interval, id="tick",
                                 misfire_grace_time=None, coalesce=True, max_instances=1,
                                 next_run_time=datetime.now(timezone.utc))
+        self._scheduler.add_listener(self._after_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        log.info("estateflow daemon %s started (tick every %ss)", self.engine.timer_runner.worker, self.interval)
+        log.info("estateflow daemon %s started (tick at each due time, polling every %ss)",
+                 self.engine.timer_runner.worker, self.interval)
         self._scheduler.start()
         log.info("estateflow daemon stopped after %d ticks", self.ticks)

@@ -230,13 +230,21 @@ class ClockRules:
         """A breached clock resumed: the ladder steps not yet taken continue from the moved due time."""
         self.schedule_ladder(conn, clock, row, due, calendar, now, from_level=row.escalation_level, floor=now)
 
-    @staticmethod
-    def schedule_ladder(conn: sa.Connection, clock: ClockSpec, row: Any, due: datetime,
+    @classmethod
+    def schedule_ladder(cls, conn: sa.Connection, clock: ClockSpec, row: Any, due: datetime,
                         calendar: BusinessCalendar, now: datetime, *, from_level: int = 0,
                         floor: datetime | None = None) -> None:
         """Escalation timers for steps ``from_level`` on, each ``after`` counted from ``due``."""
+        rows = cls.ladder_rows(clock, row, due, calendar, now, from_level=from_level, floor=floor)
+        if rows:
+            conn.execute(timers.insert(), rows)
+
+    @staticmethod
+    def ladder_rows(clock: ClockSpec, row: Any, due: datetime, calendar: BusinessCalendar, now: datetime, *,
+                    from_level: int = 0, floor: datetime | None = None) -> list[dict[str, Any]]:
+        """The timer rows of :meth:`schedule_ladder`, not yet written (the timer loop batches them)."""
         if clock.soft:
-            return
+            return []
         rows = []
         for i, step in enumerate(clock.escalate):
             if i < from_level:
@@ -246,8 +254,7 @@ class ClockRules:
             rows.append({"case_id": row.case_id, "clock_id": row.id, "kind": "escalate", "step": i,
                          "due_at": max(at, floor) if floor is not None else at, "status": "pending",
                          "attempts": 0, "payload": {"clock": row.name}, "created_at": now})
-        if rows:
-            conn.execute(timers.insert(), rows)
+        return rows
 
     def _event(self, conn: sa.Connection, case: Case, kind: str, now: datetime, **data: Any) -> None:
         self.engine.store.add_event(conn, case_id=case.id, kind=kind, actor="system", data=to_json(data), at=now)
