@@ -17,7 +17,7 @@ import pytest
 from estateflow import Actor, Case, Engine, Event, StaticDirectory
 from estateflow._demo import DEMO_ACTORS
 
-__all__ = ["ACTORS", "COMMUNITY", "SHANGHAI", "Desk", "Step", "local", "make_engine", "years_before"]
+__all__ = ["ACTORS", "COMMUNITY", "SHANGHAI", "Desk", "Step", "cli_runner", "local", "make_engine", "years_before"]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 COMMUNITY = "lakeside"
@@ -31,6 +31,23 @@ ACTORS = [
     Actor("gao", frozenset({"cs_clerk"}), frozenset({"hillside"}), frozenset({"customer_service"}), "高客服"),
     Actor("tang", frozenset({"cs_manager"}), frozenset({"hillside"}), frozenset({"customer_service"}), "唐经理"),
 ]
+
+
+def cli_runner() -> Any:
+    """``run(*args, code=0)``: the command line as a user runs it; asserts the exit code and that
+    no traceback leaked, returns the output."""
+    from click.testing import CliRunner
+
+    from estateflow.cli import main
+
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        assert "Traceback" not in result.output
+        return result.output
+    return run
 
 
 def local(*args: int) -> datetime:

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from estateflow.cli import main
+from tests.helpers import cli_runner
 
 NOTICES = Path(__file__).parent / "data" / "notices"
 ACTORS_YAML = """
@@ -27,13 +26,7 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("ESTATEFLOW_ACTORS", str(tmp_path / "actors.yaml"))
     monkeypatch.delenv("ESTATEFLOW_DB", raising=False)
     monkeypatch.delenv("ESTATEFLOW_WORKFLOWS", raising=False)
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0) -> str:
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        assert "Traceback" not in result.output
-        return result.output
+    run = cli_runner()
     return run
 
 

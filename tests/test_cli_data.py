@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from estateflow.cli import main
+from tests.helpers import cli_runner
 
 DATA = Path(__file__).parent / "data" / "import"
 NOW = ("--now", "2025-10-20T10:00+08:00")
@@ -30,13 +29,7 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("ESTATEFLOW_ACTORS", str(tmp_path / "actors.yaml"))
     for name in ("ESTATEFLOW_DB", "ESTATEFLOW_WORKFLOWS"):
         monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0) -> str:
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        assert "Traceback" not in result.output
-        return result.output
+    run = cli_runner()
     run("init")
     return run
 

@@ -15,16 +15,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
 from estateflow import Actor, Engine, MigrationError, RoleNotAllowed, StaticDirectory, WorkflowNotFound
-from estateflow.cli import main
 from estateflow.engine._diff import diff_specs
 from estateflow.engine._schema import sla_clocks, timers
 from estateflow.engine._validate import load_workflow_file
 
 from .engine_helpers import SHIPPED, snapshot
-from .helpers import ACTORS, SHANGHAI, local
+from .helpers import ACTORS, SHANGHAI, local, cli_runner
 
 COMPLAINT = {"channel": "hotline", "community": "lakeside", "summary": "电梯噪音大", "phone": "13800138000"}
 ASSIGN = {"category": "service", "severity": "ordinary", "department": "engineering", "assignee": "li"}
@@ -338,13 +336,7 @@ def test_cli_workflows_list_diff_and_migrate(tmp_path, monkeypatch):
     monkeypatch.setenv("ESTATEFLOW_ACTORS", str(tmp_path / "actors.yaml"))
     monkeypatch.setenv("ESTATEFLOW_WORKFLOWS", str(tmp_path / "wf"))
     monkeypatch.delenv("ESTATEFLOW_DB", raising=False)
-    runner = CliRunner()
-
-    def cli(*args: str, code: int = 0) -> str:
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        assert "Traceback" not in result.output
-        return result.output
+    cli = cli_runner()
 
     cli("init", "--copy-workflows", "wf")
     now = ("--now", "2025-09-26T10:00+08:00")

@@ -8,13 +8,11 @@ import re
 from datetime import datetime
 
 import pytest
-from click.testing import CliRunner
 
 from estateflow import Engine, YamlDirectory
-from estateflow.cli import main
 from estateflow.reports import render_csv, render_html, render_xlsx
 
-from .helpers import local
+from .helpers import local, cli_runner
 
 ACTORS_YAML = """
 actors:
@@ -63,13 +61,7 @@ def cli(filled, monkeypatch):
     monkeypatch.setenv("ESTATEFLOW_ACTORS", str(tmp_path / "actors.yaml"))
     monkeypatch.delenv("ESTATEFLOW_WORKFLOWS", raising=False)
     monkeypatch.setenv("COLUMNS", "300")  # rich wraps cells to the terminal width
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0) -> str:
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        assert "Traceback" not in result.output
-        return result.output
+    run = cli_runner()
     return run
 
 
