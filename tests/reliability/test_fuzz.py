@@ -28,9 +28,8 @@ from hypothesis import strategies as st
 from estateflow import EstateflowError
 from estateflow.cli import main
 from tests.engine_helpers import ACTORS, at, make_engine, open_ticket, snapshot, start_ticket, ticket_dir
-from tests.reliability.conftest import FULL
+from tests.reliability.conftest import SIZES, sized
 
-EXAMPLES = 500 if FULL else 50
 FIELDS = ["community", "unit", "customer_name", "phone", "summary", "department", "assignee", "amount",
           "trades", "note"]
 TRIGGERS = ["start", "park", "unpark", "finish"]
@@ -120,11 +119,13 @@ def resolve(engine, call: Call) -> tuple[str, Any, str, str, dict[str, Any]]:
     return workflow, ref, trigger, actor, data
 
 
-def test_random_calls_never_corrupt_a_row(register, figures):
+@pytest.mark.parametrize("size", SIZES)
+def test_random_calls_never_corrupt_a_row(register, size, figures):
     engine = register
+    examples = sized(size, 50, 500)
     counts = {"refused": 0, "accepted": 0}
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None)
+    @settings(max_examples=examples, deadline=None, database=None)
     @given(call=calls)
     def random_call(call: Call) -> None:
         workflow, ref, trigger, actor, data = resolve(engine, call)
@@ -154,8 +155,10 @@ cli_values = st.one_of(text, st.sampled_from(["[1, 2", "{\"a\": 1}", "null", "tr
                                               "99999999999999999999999", "长" * 5000, "😀"]))
 
 
-def test_random_command_lines_never_corrupt_a_row(register, tmp_path, figures):
+@pytest.mark.parametrize("size", SIZES)
+def test_random_command_lines_never_corrupt_a_row(register, size, tmp_path, figures):
     engine = register
+    examples = sized(size, 50, 500)
     actors = tmp_path / "actors.yaml"
     actors.write_text("actors:\n  clerk: {roles: [clerk], communities: [east], departments: [cs]}\n"
                       "  worker: {roles: [worker], communities: [east], departments: [eng]}\n"
@@ -164,7 +167,7 @@ def test_random_command_lines_never_corrupt_a_row(register, tmp_path, figures):
             "--actors", str(actors)]
     codes: dict[int, int] = {}
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None)
+    @settings(max_examples=examples, deadline=None, database=None)
     @given(call=calls, sets=st.lists(st.tuples(st.sampled_from(FIELDS), cli_values), max_size=2))
     def random_command(call: Call, sets: list[tuple[str, str]]) -> None:
         workflow, ref, trigger, actor, data = resolve(engine, call)
