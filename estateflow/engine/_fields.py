@@ -16,7 +16,22 @@ from typing import Any
 from ._errors import FieldProblem
 from ._spec import FieldSpec
 
-__all__ = ["coerce_value", "from_json", "to_json", "validate_data"]
+__all__ = ["coerce_value", "from_json", "text_problem", "to_json", "validate_data"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text on every backend, or None.
+
+    PostgreSQL refuses NUL characters and unpaired surrogates (not valid UTF-8) that SQLite
+    would store, so they are refused here, the same way on both, as a field problem.
+    """
+    if "\x00" in value:
+        return "contains a NUL character (\\x00)"
+    if _SURROGATE.search(value):
+        return "contains an unpaired surrogate (not valid Unicode text)"
+    return None
 
 
 def _scalar(kind: str, value: Any) -> Any:
@@ -25,6 +40,9 @@ def _scalar(kind: str, value: Any) -> Any:
             if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
                 return str(value)
             raise ValueError(f"expected text, got {type(value).__name__}")
+        problem = text_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
     if kind == "int":
         if isinstance(value, bool):
@@ -123,7 +141,21 @@ def validate_data(fields: Mapping[str, FieldSpec], data: Mapping[str, Any]) -> t
             clean[name] = coerce_value(name, field, value)
         except ValueError as exc:
             problems.append(FieldProblem(name, str(exc)))
+            continue
+        limit = column_limit(name)
+        if limit is not None and clean[name] is not None and len(str(clean[name])) > limit:
+            # PostgreSQL refuses what does not fit the indexed column; SQLite would store it
+            problems.append(FieldProblem(name, f"longer than {limit} characters"))
     return clean, problems
+
+
+def column_limit(name: str) -> int | None:
+    """The length of the ``cases`` column a field of this name also fills, if any."""
+    from ._schema import cases
+
+    if name not in ("community", "building", "unit", "category", "department", "assignee", "priority"):
+        return None
+    return cases.c[name].type.length
 
 
 def is_missing(value: Any) -> bool:

@@ -103,6 +103,11 @@ class Steps:
             self.claim_number(conn, spec, number)
         else:
             number = self.make_number(conn, spec, clean, received_at)
+        if len(number) > cases.c.number.type.length:  # PostgreSQL would refuse it, SQLite store it
+            raise MissingFields(f"open {workflow}", [
+                FieldProblem(name, f"makes the case number {number[:20]}... longer than "
+                                   f"{cases.c.number.type.length} characters")
+                for name in sorted(spec.number_prefix_fields()) or ["number"]])
         state = spec.initial_state
         values = self.row_values(spec, clean, state, number)
         case_id = self.store.insert_case(conn, dict(

@@ -13,7 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from ._errors import CaseNotFound
-from ._schema import attachments, case_events, case_links, cases, sla_clocks
+from ._fields import text_problem
+from ._schema import attachments, case_events, case_links, cases, sequences, sla_clocks
 from ._types import Attachment, Case, Event, Link
 
 __all__ = ["CaseStore"]
@@ -51,8 +52,13 @@ class CaseStore:
 
     def load(self, conn: sa.Connection, key: int | str, *, for_update: bool = False) -> Any:
         by_id, by_number = self._LOCKED[for_update and self.dialect == "postgresql"]
-        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
-            row = conn.execute(by_id, {"w_key": int(key)}).first()
+        if isinstance(key, str) and key.isascii() and key.isdigit():
+            key = int(key)  # not '²'.isdigit(), which int() refuses
+        if isinstance(key, int) and not isinstance(key, bool):
+            # an id outside BIGINT makes the driver raise (OverflowError, DataError): no such case
+            row = conn.execute(by_id, {"w_key": key}).first() if -2**63 <= key < 2**63 else None
+        elif text_problem(str(key)):
+            row = None  # PostgreSQL refuses NUL and lone surrogates in text: no case has them
         else:
             row = conn.execute(by_number, {"w_key": str(key)}).first()
         if row is None:

@@ -26,7 +26,8 @@ FIGURES: list[tuple[str, dict[str, Any]]] = []
 SIZES = [
     pytest.param("ci", id="ci"),
     pytest.param("full", id="full", marks=[
-        pytest.mark.full, pytest.mark.skipif(not FULL, reason="full size: set ESTATEFLOW_FULL=1")]),
+        pytest.mark.full, pytest.mark.skipif(not FULL, reason="full size: set ESTATEFLOW_FULL=1"),
+        pytest.mark.timeout(3600)]),
 ]
 
 
