@@ -204,12 +204,14 @@ class Steps:
             actual = conn.execute(sa.text("SELECT row_version FROM cases WHERE id = :i"), {"i": row.id}).scalar()
             raise self.engine.conflict(row.number, row.row_version, actual)
         diff = {k: to_json(v) for k, v in merged.items() if old.get(k) != v}
-        self.store.add_event(conn, case_id=row.id, kind="transition", trigger=trigger, from_state=row.state,
-                             to_state=dest, actor=actor.id, on_behalf_of=on_behalf, data={"changed": diff}, at=now)
         case = row_to_case(updated, merged)
-        if chosen.spawn is not None:
-            self.spawn(conn, spec, chosen, case, merged, actor, now)
-        self.effects(conn, revision, case, row.state, dest, trigger, actor, now)
+        with self.store.events_together(conn):
+            self.store.add_event(conn, case_id=row.id, kind="transition", trigger=trigger, from_state=row.state,
+                                 to_state=dest, actor=actor.id, on_behalf_of=on_behalf, data={"changed": diff},
+                                 at=now)
+            if chosen.spawn is not None:
+                self.spawn(conn, spec, chosen, case, merged, actor, now)
+            self.effects(conn, revision, case, row.state, dest, trigger, actor, now)
         self.after(conn, "transition", case, {"trigger": trigger, "from": row.state, "to": dest})
         if closing:
             self.after(conn, "closed", case, {"state": dest})

@@ -6,7 +6,8 @@ frozen dataclasses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -149,12 +150,35 @@ class CaseStore:
         return conn.execute(self._update_statement(frozenset(values)), params).first()
 
     _insert_event = case_events.insert().returning(case_events.c.id)
+    _insert_events = case_events.insert()
 
-    def add_event(self, conn: sa.Connection, **values: Any) -> int:
+    def add_event(self, conn: sa.Connection, **values: Any) -> int | None:
+        """Insert a history row; its id, or None when deferred by :meth:`events_together`."""
         row = {c: None for c in ("trigger", "from_state", "to_state", "on_behalf_of")}
         row.update(values)
         row.setdefault("data", {})
+        pending = conn.info.get("estateflow_events")
+        if pending is not None:
+            pending.append(row)
+            return None
         return conn.execute(self._insert_event, row).scalar_one()
+
+    @contextmanager
+    def events_together(self, conn: sa.Connection) -> Iterator[None]:
+        """History rows added inside are inserted with one statement at the end (a transition's
+        own row and its clock events: one statement fewer per fire, bench/README.md). Nothing is
+        inserted if the block raises; nested blocks join the outer one."""
+        if "estateflow_events" in conn.info:
+            yield
+            return
+        pending: list[dict[str, Any]] = []
+        conn.info["estateflow_events"] = pending
+        try:
+            yield
+        finally:
+            conn.info.pop("estateflow_events", None)
+        if pending:
+            conn.execute(self._insert_events, pending)
 
     def add_link(self, conn: sa.Connection, case_id: int, other_id: int, kind: str, actor: str,
                  at: datetime) -> None:
