@@ -50,6 +50,8 @@ def test_corpus_is_there() -> None:
     assert len(FILES) >= 20
     for path in FILES:
         assert read_header(path).expectations, path.name
+    # and its sibling, checked file by file in tests/test_validate_corpus.py
+    assert len(list((CORPUS.parent / "broken_workflows").glob("*.yaml"))) >= 100
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
