@@ -111,7 +111,9 @@ def test_full_disk_refuses_the_whole_step_with_a_clear_error(sqlite_url, tmp_pat
         assert "\n" not in str(caught.value)
         assert snapshot(engine) == before, f"{name}: a refused step left rows behind"
         if name == "start":  # rows were written before the failure: the rollback is what undid them
-            assert {"UPDATE cases SET", "INSERT INTO case_events"} <= set(writes), writes
+            # (the case row, then its clock and timers; history and clock events go in one last
+            # statement since they were batched, so which write hits the full disk may vary)
+            assert "UPDATE cases SET" in writes and len(set(writes)) >= 2, writes
     engine.close()
 
     # room again (the other data is removed): the same step goes through, the file is sound
