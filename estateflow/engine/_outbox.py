@@ -148,20 +148,8 @@ class OutboxDelivery:
 
     def _digest_window_end(self, key: str, window: timedelta, now: datetime) -> datetime | None:
         """None when the recipient may be messaged now (and the window restarts now); otherwise
-        when the open window closes. Kept in ``rate_windows`` so every daemon sees it."""
-        name = f"digest:{key}"[:200]
-        with self.engine.db.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": name})
-            row = conn.execute(sa.select(rate_windows).where(rate_windows.c.key == name)).first()
-            if row is not None and now < row.window_start + window:
-                return row.window_start + window
-            if row is None:
-                conn.execute(rate_windows.insert().values(key=name, window_start=now, count=1))
-            else:
-                conn.execute(rate_windows.update().where(rate_windows.c.key == name)
-                             .values(window_start=now, count=1))
-            return None
+        when the open window closes: a digest window is a budget of one message per window."""
+        return self._take_slot(f"digest:{key}"[:200], 1, window, now)
 
     def _fold(self, members: list[Any], now: datetime, result: DeliveryResult) -> Any:
         """One digest row (claimed by us) replacing ``members``, which become ``digested``."""
@@ -201,23 +189,26 @@ class OutboxDelivery:
                        sms_params={k: str(v) for k, v in payload.items() if v is not None and k in ("case", "due_at")})
 
     def _take_rate(self, channel: str, rule: Any, now: datetime) -> bool:
-        key = f"channel:{channel}"
-        window = timedelta(seconds=rule.per_seconds)
+        return self._take_slot(f"channel:{channel}", rule.count,
+                               timedelta(seconds=rule.per_seconds), now) is None
+
+    def _take_slot(self, key: str, budget: int, window: timedelta, now: datetime) -> datetime | None:
+        """Take one of ``budget`` slots of the window kept in ``rate_windows`` under ``key``
+        (a window opens at the first use after the last one ended); None when taken, else when
+        the full window ends. Shared by every daemon, serialised per key on PostgreSQL."""
         with self.engine.db.begin() as conn:
-            query = sa.select(rate_windows).where(rate_windows.c.key == key)
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
-            row = conn.execute(query).first()
+            row = conn.execute(sa.select(rate_windows).where(rate_windows.c.key == key)).first()
             if row is None:
                 conn.execute(rate_windows.insert().values(key=key, window_start=now, count=1))
-                return True
-            if now - row.window_start >= window:
+            elif now - row.window_start >= window:
                 conn.execute(rate_windows.update().where(rate_windows.c.key == key).values(window_start=now, count=1))
-                return True
-            if row.count >= rule.count:
-                return False
-            conn.execute(rate_windows.update().where(rate_windows.c.key == key).values(count=row.count + 1))
-            return True
+            elif row.count >= budget:
+                return row.window_start + window
+            else:
+                conn.execute(rate_windows.update().where(rate_windows.c.key == key).values(count=row.count + 1))
+            return None
 
     def _defer(self, rows: list[Any], when: datetime, result: DeliveryResult) -> None:
         ids = [row.id for row in rows]
