@@ -184,18 +184,19 @@ class _Checker:
     def policy(self, sections: dict[str, Any], channels: set[str]) -> DeliveryPolicy:
         quiet_raw = sections.get("quiet_hours")
         quiet: list[QuietHours] = []
-        if quiet_raw is not None:
-            items = [((), quiet_raw)] if isinstance(quiet_raw, dict) else \
-                list(enumerate(quiet_raw)) if isinstance(quiet_raw, list) else None
-            if items is None:
-                self.add(("quiet_hours",), "'quiet_hours' must be a list of periods",
-                         "e.g. quiet_hours:\n  - {from: '21:00', to: '08:00', channels: [sms]}")
-            for index, item in items or []:
-                path = ("quiet_hours", *((index,) if index != () else ()))
-                rule = self.section_model(QuietHours, item, path, "quiet_hours")
-                if rule is not None:
-                    self.known_channels(rule.channels, (*path, "channels"), channels)
-                    quiet.append(rule)
+        entries: list[tuple[tuple[Any, ...], Any]] = []
+        if isinstance(quiet_raw, dict):  # one period written without the list
+            entries = [(("quiet_hours",), quiet_raw)]
+        elif isinstance(quiet_raw, list):
+            entries = [(("quiet_hours", index), item) for index, item in enumerate(quiet_raw)]
+        elif quiet_raw is not None:
+            self.add(("quiet_hours",), "'quiet_hours' must be a list of periods",
+                     "e.g. quiet_hours:\n  - {from: '21:00', to: '08:00', channels: [sms]}")
+        for path, item in entries:
+            rule = self.section_model(QuietHours, item, path, "quiet_hours")
+            if rule is not None:
+                self.known_channels(rule.channels, (*path, "channels"), channels)
+                quiet.append(rule)
         digest = None
         if sections.get("digest") is not None:
             digest = self.section_model(DigestRule, sections["digest"], ("digest",), "digest")
@@ -210,7 +211,7 @@ class _Checker:
         for index, name in enumerate(names or ()):
             if name not in channels:
                 close = difflib.get_close_matches(name, sorted(channels), n=1)
-                where = (*path, index) if len(names) > 1 or path[-1] == "channels" else path
+                where = (*path, index) if path[-1] == "channels" else path  # a list, or defaults.channel
                 self.add(where, f"unknown channel {name!r}",
                          f"did you mean {close[0]!r}?" if close else f"channels: {', '.join(sorted(channels))}")
 
