@@ -8,19 +8,14 @@ the README tells integrators to: it processes a key once and counts every repeat
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import threading
-from collections import Counter
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 
 from estateflow import Actor, Engine, StaticDirectory
 from estateflow.engine._outbox import OutboxDelivery
@@ -28,7 +23,7 @@ from estateflow.engine._schema import outbox
 from estateflow.notifiers import message_id_for, parse_config
 
 from .engine_helpers import at, start_ticket, ticket_dir
-from .test_notifiers_email import free_port
+from .receivers import SmtpReceiver, WebhookReceiver
 
 PEOPLE = [
     Actor("clerk", frozenset({"clerk"}), frozenset({"east"}), frozenset({"cs"}), "小王", "clerk@example.com"),
@@ -43,85 +38,23 @@ START = at(2025, 9, 22, 10, 0)          # Monday
 AFTER_BREACH = at(2025, 9, 25, 18, 1)   # Thursday, just past the 3-working-day target (18:00)
 
 
-# -- receivers ---------------------------------------------------------------------------------
-class Receiver(ThreadingHTTPServer):
-    """A webhook receiver that honours ``Idempotency-Key``: each key is processed once."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
-        self.up = True
-        self.lock = threading.Lock()
-        self.attempts = 0
-        self.processed: list[dict] = []
-        self.keys: Counter[str] = Counter()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-    def repeats(self) -> int:
-        return sum(n - 1 for n in self.keys.values())
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with self.server.lock:
-            self.server.attempts += 1
-            if not self.server.up:
-                status = 503
-            else:
-                key = self.headers["Idempotency-Key"]
-                self.server.keys[key] += 1
-                if self.server.keys[key] == 1:
-                    self.server.processed.append(json.loads(body))
-                status = 200
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
+# -- receivers (tests/receivers.py: they honour the idempotency key and count repeats) ----------
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver().start()
     try:
         yield server
     finally:
-        server.shutdown()
-        server.server_close()
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 2.0.0 accepted"
-
-    def repeats(self) -> int:
-        """SMTP has no idempotency: a repeat is the same Message-ID arriving twice."""
-        return sum(n - 1 for n in Counter(m["Message-ID"] for m in self.messages).values())
+        server.stop()
 
 
 @pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
+def mailbox() -> Iterator[tuple[SmtpReceiver, int]]:
+    box = SmtpReceiver().start()
     try:
-        yield box, controller.port
+        yield box, box.port
     finally:
-        controller.stop()
+        box.stop()
 
 
 # -- set-up ------------------------------------------------------------------------------------
@@ -130,7 +63,7 @@ def engine_with(db_url: str, tmp_path: Path, config: str):
                   config=parse_config(config, "estateflow.yaml"))
 
 
-def webhook_config(receiver: Receiver, extra: str = "") -> str:
+def webhook_config(receiver: WebhookReceiver, extra: str = "") -> str:
     return f"channels:\n  ops:\n    kind: webhook\n    url: {receiver.url}\n    timeout: 2\n" \
            f"defaults:\n  channel: ops\n{extra}"
 
@@ -218,7 +151,7 @@ defaults: {{channel: email}}
     assert engine.deliver(now=AFTER_BREACH + timedelta(minutes=1)).sent == []
     result = engine.deliver(now=AFTER_BREACH + timedelta(minutes=3))
     assert sorted(result.sent) == sorted(r.id for r in claimed)
-    assert box.repeats() == len(claimed)          # SMTP cannot de-duplicate ...
+    assert box.ledger.repeats == len(claimed)          # SMTP cannot de-duplicate ...
     assert all(r.uncertain_sends == 1 and r.status == "sent" for r in rows(engine))  # ... so we count
     assert len({m["Message-ID"] for m in box.messages}) == len(claimed)
 
@@ -238,16 +171,16 @@ def test_receiver_down_for_an_hour_loses_nothing_and_sees_nothing_twice(db_url, 
     failed_attempts = receiver.attempts
     assert failed_attempts > len(queued)  # retried, with backoff (not every minute)
     assert failed_attempts < len(queued) * 60 / 2
-    assert receiver.processed == []
+    assert receiver.documents == []
     receiver.up = True
     for _ in range(40):
         now += timedelta(minutes=5)
         engine.deliver(now=now)
     final = rows(engine)
     assert all(r.status == "sent" for r in final)
-    assert sorted(receiver.keys) == sorted(r.idempotency_key for r in final)
-    assert receiver.repeats() == 0
-    assert len(receiver.processed) == len(final)
+    assert sorted(receiver.ledger.keys()) == sorted(r.idempotency_key for r in final)
+    assert receiver.ledger.repeats == 0
+    assert len(receiver.documents) == len(final)
 
 
 def test_dead_letter_after_the_last_attempt_and_retry_brings_it_back(db_url, tmp_path, receiver):
@@ -269,7 +202,7 @@ def test_dead_letter_after_the_last_attempt_and_retry_brings_it_back(db_url, tmp
     receiver.up = True
     engine.deliver(now=now)
     assert all(r.status == "sent" for r in rows(engine))
-    assert len(receiver.processed) == len(dead) and receiver.repeats() == 0
+    assert len(receiver.documents) == len(dead) and receiver.ledger.repeats == 0
 
 
 def test_two_daemons_delivering_one_outbox_send_every_message_once(db_url, tmp_path, receiver):
@@ -296,8 +229,8 @@ def test_two_daemons_delivering_one_outbox_send_every_message_once(db_url, tmp_p
         t.join()
     assert errors == []
     assert all(r.status == "sent" and r.attempts == 1 for r in rows(engine))
-    assert sorted(receiver.keys) == sorted(r.idempotency_key for r in queued)
-    assert receiver.repeats() == 0 and receiver.attempts == 90
+    assert sorted(receiver.ledger.keys()) == sorted(r.idempotency_key for r in queued)
+    assert receiver.ledger.repeats == 0 and receiver.attempts == 90
 
 
 # -- quiet hours and digests -----------------------------------------------------------------------
@@ -312,15 +245,15 @@ quiet_hours:
         conn.execute(cases.update().where(cases.c.id == major.id).values(major=True))
     night = at(2025, 9, 25, 23, 30)
     engine.tick(now=night)
-    sent_at_night = {p["data"]["case"] for p in receiver.processed}
+    sent_at_night = {p["data"]["case"] for p in receiver.documents}
     assert sent_at_night == {major.number}
     held = rows(engine, outbox.c.case_id == ordinary.id)
     assert held and all(r.status == "pending" and r.next_attempt_at == at(2025, 9, 26, 8, 0) for r in held)
     assert all(r.attempts == 0 for r in held)  # holding is not a failed attempt
     engine.deliver(now=at(2025, 9, 26, 7, 59))
-    assert {p["data"]["case"] for p in receiver.processed} == {major.number}
+    assert {p["data"]["case"] for p in receiver.documents} == {major.number}
     engine.deliver(now=at(2025, 9, 26, 8, 0))
-    assert {p["data"]["case"] for p in receiver.processed} == {major.number, ordinary.number}
+    assert {p["data"]["case"] for p in receiver.documents} == {major.number, ordinary.number}
 
 
 def test_a_burst_becomes_one_digest_per_person_and_later_ones_wait_for_the_window(db_url, tmp_path, receiver):
@@ -330,8 +263,8 @@ digest:
 """))
     cases = start_cases(engine, 25)
     engine.tick(now=AFTER_BREACH)  # 25 warnings, breach notices and escalation notices for "worker"
-    assert len(receiver.processed) == 1
-    digest = receiver.processed[0]
+    assert len(receiver.documents) == 1
+    digest = receiver.documents[0]
     assert digest["event"] == "digest"
     assert digest["subject"] == "【汇总】您有 75 条提醒"
     assert all(c.number in digest["body"] for c in cases)
@@ -340,11 +273,11 @@ digest:
     # One more case breaches 5 minutes later: inside the window, so it waits for the window's end.
     late = start_ticket(engine, START + timedelta(minutes=5), summary="late")
     engine.tick(now=AFTER_BREACH + timedelta(minutes=5))
-    assert len(receiver.processed) == 1
+    assert len(receiver.documents) == 1
     engine.tick(now=AFTER_BREACH + timedelta(minutes=10))
-    assert len(receiver.processed) == 2
-    assert receiver.processed[1]["event"] == "digest" and late.number in receiver.processed[1]["body"]
-    assert receiver.repeats() == 0
+    assert len(receiver.documents) == 2
+    assert receiver.documents[1]["event"] == "digest" and late.number in receiver.documents[1]["body"]
+    assert receiver.ledger.repeats == 0
 
 
 def test_policy_sections_are_checked_with_positions():
@@ -392,7 +325,7 @@ def test_three_daemons_together_respect_one_rate_limit(db_url, tmp_path, receive
     assert sum(sent) == 5  # three daemons, one budget of 5 a minute
     later = [minute(AFTER_BREACH + timedelta(seconds=s)) for s in range(60, 300, 20)]
     assert sum(sent) + sum(later) == 18 and max(later) <= 5
-    assert receiver.repeats() == 0 and all(r.status == "sent" for r in rows(engines[0]))
+    assert receiver.ledger.repeats == 0 and all(r.status == "sent" for r in rows(engines[0]))
 
 
 def test_cron_tick_delivers_through_the_configured_channels_and_status_reports_repeats(tmp_path, receiver,
@@ -428,6 +361,6 @@ def test_cron_tick_delivers_through_the_configured_channels_and_status_reports_r
             claimed_by="dead-daemon", lease_until=at(2025, 9, 26, 10, 0))).rowcount
     assert claimed_by_dead == 1
     assert "messages sent" in cli("tick", "--now", "2025-09-26T10:05+08:00")
-    assert len(receiver.processed) == 1 and receiver.processed[0]["subject"] == "s"
+    assert len(receiver.documents) == 1 and receiver.documents[0]["subject"] == "s"
     status = json.loads(cli("--json", "status", "--now", "2025-09-26T10:06+08:00"))
     assert status["possible_repeats"] == 1

@@ -29,7 +29,7 @@ from tests.reliability._client import Client
 from tests.reliability._oracle import (outbox_stats, pending_work, timer_effect_problems, transition_log,
                                        transition_notice_problems)
 from tests.reliability._procs import Daemon, VirtualClock, relay_workflows, write_config
-from tests.reliability._receivers import Ledger, SmtpReceiver, WebhookReceiver
+from tests.receivers import Ledger, SmtpReceiver, WebhookReceiver
 from tests.reliability.conftest import SIZES, sized
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -20,7 +20,7 @@ from tests.engine_helpers import at, make_engine
 from tests.reliability._client import Client
 from tests.reliability._oracle import _rows, outbox_stats, pending_work, timer_effect_problems
 from tests.reliability._procs import Daemon, VirtualClock, relay_workflows, write_config
-from tests.reliability._receivers import Ledger, SmtpReceiver, WebhookReceiver
+from tests.receivers import Ledger, SmtpReceiver, WebhookReceiver
 
 OUTAGE = timedelta(hours=2)  # longer than 8 attempts with backoff (32-64 min)
 

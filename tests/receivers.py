@@ -63,11 +63,19 @@ class Ledger:
 
 
 class WebhookReceiver:
-    """An HTTP server recording ``Idempotency-Key`` and the message it carried."""
+    """An HTTP server recording ``Idempotency-Key`` and the message it carried.
 
-    def __init__(self, ledger: Ledger, port: int | None = None) -> None:
-        self.ledger = ledger
+    ``up = False`` answers every attempt 503 (a receiver that is there but failing, as opposed
+    to :meth:`stop`, a refused connection); ``attempts`` counts every POST, ``documents`` holds
+    the JSON of each key's first delivery, in order.
+    """
+
+    def __init__(self, ledger: Ledger | None = None, port: int | None = None) -> None:
+        self.ledger = ledger or Ledger()
         self.port = port or free_port()
+        self.up = True
+        self.attempts = 0
+        self.documents: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -76,12 +84,19 @@ class WebhookReceiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def start(self) -> WebhookReceiver:
-        ledger = self.ledger
+        receiver, ledger, lock = self, self.ledger, threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
+                with lock:
+                    receiver.attempts += 1
+                if not receiver.up:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 key = self.headers.get("Idempotency-Key")
                 if not key or len(raw) != length:
                     self.send_response(400)
@@ -89,7 +104,9 @@ class WebhookReceiver:
                     return
                 doc = json.loads(raw)
                 # sent_at is the sending time of this attempt, not part of the message
-                ledger.record(key, (doc["id"], doc["subject"], doc["body"], doc["recipient"]))
+                if ledger.record(key, (doc["id"], doc["subject"], doc["body"], doc["recipient"])):
+                    with lock:
+                        receiver.documents.append(doc)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -112,21 +129,24 @@ class WebhookReceiver:
 
 
 class SmtpReceiver:
-    """An aiosmtpd server recording ``X-Estateflow-Idempotency-Key`` of every accepted mail."""
+    """An aiosmtpd server recording ``X-Estateflow-Idempotency-Key`` of every accepted mail;
+    ``messages`` keeps every accepted mail, repeats included."""
 
-    def __init__(self, ledger: Ledger, port: int | None = None) -> None:
-        self.ledger = ledger
+    def __init__(self, ledger: Ledger | None = None, port: int | None = None) -> None:
+        self.ledger = ledger or Ledger()
         self.port = port or free_port()
+        self.messages: list[email.message.EmailMessage] = []
         self._controller: Any = None
 
     def start(self) -> SmtpReceiver:
         from aiosmtpd.controller import Controller
 
-        ledger = self.ledger
+        ledger, messages = self.ledger, self.messages
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
                 mail = email.message_from_bytes(envelope.content, policy=policy.default)
+                messages.append(mail)
                 key = str(mail["X-Estateflow-Idempotency-Key"])
                 body = mail.get_body(("plain",))
                 ledger.record(key, (str(mail["Message-ID"]), str(mail["Subject"]),
