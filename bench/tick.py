@@ -22,8 +22,8 @@ import cProfile
 import io
 import pstats
 
-from _common import (Postgres, StatementCounter, Table, at, median, note, parse_args, print_header, spread,
-                     ticket_engine, vacuum, verdict, workdir)
+from _common import (Postgres, StatementCounter, Table, at, fix_sequences, median, note, parse_args,
+                     print_header, spread, ticket_engine, vacuum, verdict, workdir)
 
 import sqlalchemy as sa
 
@@ -82,14 +82,7 @@ def seed(engine: Any, first: int, last: int, due_every: int | None) -> None:
             conn.execute(cases.insert(), case_rows)
             conn.execute(sla_clocks.insert(), clock_rows)
             conn.execute(timers.insert(), timer_rows)
-    with db.begin() as conn:
-        if db.dialect.name == "postgresql":
-            for table in ("cases", "sla_clocks", "timers"):
-                conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                                     f"(SELECT max(id) FROM {table}))"))
-    with db.connect() as conn:
-        conn.execute(sa.text("ANALYZE"))
-        conn.commit()
+    fix_sequences(db)
 
 
 def reset(engine: Any, due_ids: list[int]) -> None:
